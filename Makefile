@@ -1,0 +1,20 @@
+# Fission: `make test` is what CI runs (.ci/run) and what the README tells you to run.
+SWIFT ?= swift
+SWIFT_TEST_FLAGS ?=
+
+.PHONY: deps build test clean
+
+deps:
+	@infra/local/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+# Builds everything (tests included) and runs the whole suite against a throwaway PostgreSQL
+# cluster (or FISSION_TEST_DATABASE_URL when set).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test $(SWIFT_TEST_FLAGS)
+
+clean:
+	rm -rf .build

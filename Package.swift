@@ -1,0 +1,81 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Project code is strict: Swift 6 mode (complete concurrency checking) and warnings are errors.
+/// Dependencies keep their own settings.
+let strict: [SwiftSetting] = [
+    .unsafeFlags(["-warnings-as-errors"]),
+]
+
+let package = Package(
+    name: "Fission",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fission", targets: ["FissionCommand"]),
+        .library(name: "Postgres", targets: ["Postgres"]),
+        .library(name: "FissionTesting", targets: ["FissionTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: C boundary: only Postgres imports CLibPQ, only Kafka imports CRdKafka.
+        .systemLibrary(
+            name: "CLibPQ",
+            path: "Shared/CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CRdKafka",
+            path: "Shared/CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+
+        // MARK: Shared libraries
+        .target(
+            name: "Postgres",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/Postgres",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "FissionTesting",
+            dependencies: [
+                "Postgres",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/Testing",
+            swiftSettings: strict
+        ),
+
+        // MARK: Operator command
+        .executableTarget(
+            name: "FissionCommand",
+            dependencies: [
+                "Postgres",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tools/fission",
+            swiftSettings: strict
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "PostgresTests",
+            dependencies: ["Postgres", "FissionTesting", "FissionCommand"],
+            path: "Tests/PostgresTests",
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,63 @@
+/// How strictly concurrent transactions are kept apart.
+public enum PostgresIsolationLevel: String, Sendable {
+    case readCommitted = "READ COMMITTED"
+    case repeatableRead = "REPEATABLE READ"
+    case serializable = "SERIALIZABLE"
+}
+
+extension PostgresConnection {
+    /// Runs `body` in a transaction on this connection: commits when it returns, rolls back when it
+    /// throws (and rethrows). A transaction that the server aborted (a failed statement whose error
+    /// the body swallowed) is reported as an error, never as a silent rollback.
+    public func withTransaction<T>(
+        isolation: isolated (any Actor)? = #isolation,
+        level: PostgresIsolationLevel = .readCommitted,
+        _ body: () async throws -> T
+    ) async throws -> T {
+        try await runScript("BEGIN ISOLATION LEVEL \(level.rawValue)")
+        let value: T
+        do {
+            value = try await body()
+        } catch {
+            if !isBroken { _ = try? await runScript("ROLLBACK") }
+            throw error
+        }
+        let commit = try await runScript("COMMIT")
+        if commit.commandTag == "ROLLBACK" {
+            throw PostgresError(
+                .server, "transaction was rolled back at commit: an earlier statement in it failed")
+        }
+        return value
+    }
+}
+
+extension PostgresPool {
+    /// Leases a connection and runs `body` in a transaction on it.
+    ///
+    /// With `retryingSerializationFailures` > 0 a transaction that fails with a serialization
+    /// failure or deadlock (SQLSTATE 40001/40P01) is run again from the start, up to that many
+    /// extra times, after a short random pause. `body` must then be safe to run again: it should
+    /// only touch the database.
+    public func withTransaction<T>(
+        isolation: isolated (any Actor)? = #isolation,
+        level: PostgresIsolationLevel = .readCommitted,
+        retryingSerializationFailures retries: Int = 0,
+        _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await withConnection { connection in
+                    try await connection.withTransaction(level: level) { try await body(connection) }
+                }
+            } catch let error as PostgresError where error.isSerializationFailure && attempt < retries {
+                attempt += 1
+                logger.debug(
+                    "retrying transaction after serialization failure",
+                    metadata: ["attempt": "\(attempt)", "sqlstate": "\(error.sqlState?.rawValue ?? "")"])
+                // Spread retries so the conflicting transactions do not collide again in lockstep.
+                try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * attempt))))
+            }
+        }
+    }
+}

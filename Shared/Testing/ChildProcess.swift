@@ -1,0 +1,62 @@
+import Foundation
+
+/// Runs helper programs (`initdb`, `pg_ctl`, the watchdog) with posix_spawn and waitpid.
+///
+/// Foundation's `Process.waitUntilExit` was seen hanging here after `pg_ctl start` had exited, so
+/// the harness keeps to the plain system calls. Output goes to a temporary file rather than a
+/// pipe: a daemon that inherits a pipe would keep it open and a reader waiting forever.
+enum ChildProcess {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Runs a program to completion; throws with its output when it exits non-zero.
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let outputPath = FileManager.default.temporaryDirectory
+            .appendingPathComponent("fission-child-\(UUID().uuidString).log").path
+        defer { unlink(outputPath) }
+        let pid = try spawn(executable, arguments, outputPath: outputPath, newSession: false)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else { throw Failure(description: "waitpid failed: \(errno)") }
+        }
+        let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        let exited = (status & 0x7f) == 0
+        let code = (status >> 8) & 0xff
+        guard exited, code == 0 else {
+            let name = URL(fileURLWithPath: arguments.first.map { _ in executable } ?? executable).lastPathComponent
+            throw Failure(description: "\(name) \(arguments.prefix(4).joined(separator: " ")) failed (status \(status)): \(output.suffix(800))")
+        }
+        return output
+    }
+
+    /// Starts a program in its own session and does not wait for it.
+    static func startDetached(_ executable: String, _ arguments: [String]) throws {
+        _ = try spawn(executable, arguments, outputPath: "/dev/null", newSession: true)
+    }
+
+    private static func spawn(_ executable: String, _ arguments: [String], outputPath: String, newSession: Bool) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        if newSession {
+            // POSIX_SPAWN_SETSID (glibc 2.26+), not exported to Swift by Glibc.
+            posix_spawnattr_setflags(&attributes, 0x80)
+        }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard result == 0 else {
+            throw Failure(description: "cannot start \(executable): \(String(cString: strerror(result)))")
+        }
+        return pid
+    }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Fission builds and tests with, if any are missing.
+# Runs `apt-get update` at most once, and only when something must be installed.
+set -euo pipefail
+
+packages=(
+  pkg-config
+  libpq-dev          # libpq, wrapped by Shared/Postgres
+  librdkafka-dev     # librdkafka 2.0.2, wrapped by Shared/Kafka (includes the mock cluster)
+  postgresql         # server binaries for the throwaway test and local-stack clusters
+  kcat               # reference for the Kafka benchmark
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  runner=()
+elif command -v sudo >/dev/null 2>&1; then
+  runner=(sudo)
+else
+  echo "missing Debian packages: ${missing[*]} (run as root or install them)" >&2
+  exit 1
+fi
+
+echo "installing: ${missing[*]}"
+"${runner[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${runner[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
