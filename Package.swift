@@ -12,7 +12,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fission", targets: ["FissionCommand"]),
+        .executable(name: "fission-broker", targets: ["FissionBroker"]),
         .library(name: "Postgres", targets: ["Postgres"]),
+        .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "FissionTesting", targets: ["FissionTesting"]),
     ],
     dependencies: [
@@ -49,9 +51,26 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Kafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/Kafka",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Domain",
+            dependencies: [],
+            path: "Shared/Domain",
+            swiftSettings: strict
+        ),
+        .target(
             name: "FissionTesting",
             dependencies: [
                 "Postgres",
+                "Kafka",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Shared/Testing",
@@ -70,11 +89,28 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .executableTarget(
+            name: "FissionBroker",
+            dependencies: [
+                "Kafka", "Domain",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tools/fission-broker",
+            swiftSettings: strict
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "PostgresTests",
             dependencies: ["Postgres", "FissionTesting", "FissionCommand"],
             path: "Tests/PostgresTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KafkaTests",
+            dependencies: ["Kafka", "Domain", "FissionTesting", "FissionBroker"],
+            path: "Tests/KafkaTests",
             swiftSettings: strict
         ),
     ]
