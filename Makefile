@@ -18,3 +18,10 @@ test: deps
 
 clean:
 	rm -rf .build
+
+# Release-build benchmarks; each figure is printed next to its reference tool measured in the
+# same run, and recorded in bench/results.json.
+.PHONY: bench
+bench: deps
+	$(SWIFT) build -c release --product fission-bench
+	.build/release/fission-bench kafka

@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "fission", targets: ["FissionCommand"]),
         .executable(name: "fission-broker", targets: ["FissionBroker"]),
+        .executable(name: "fission-bench", targets: ["FissionBench"]),
         .library(name: "Postgres", targets: ["Postgres"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "FissionTesting", targets: ["FissionTesting"]),
@@ -97,6 +98,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tools/fission-broker",
+            swiftSettings: strict
+        ),
+
+        .executableTarget(
+            name: "FissionBench",
+            dependencies: [
+                "Kafka", "FissionTesting",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tools/fission-bench",
             swiftSettings: strict
         ),
 

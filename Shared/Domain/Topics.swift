@@ -42,11 +42,12 @@ public enum Topics {
 
     public static let all: [Topic] = [campaign, team, share, task, order, member, delivery]
 
-    /// Where a service's consumer puts a message it cannot handle, with the reason.
-    public static func deadLetter(of service: ServiceName) -> String { "\(service.rawValue).dlq.v1" }
+    /// Where a consumer group puts a message it cannot handle, with the reason. Each service
+    /// consumes as the group named after it.
+    public static func deadLetter(of group: String) -> String { "dlq.\(group)" }
 
     /// Topic names with partition counts, dead-letter topics included.
     public static var allWithDeadLetters: [(name: String, partitions: Int32)] {
-        all.map { ($0.name, $0.partitions) } + ServiceName.allCases.map { (deadLetter(of: $0), 1) }
+        all.map { ($0.name, $0.partitions) } + ServiceName.allCases.map { (deadLetter(of: $0.rawValue), 1) }
     }
 }

@@ -20,7 +20,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// the whole time on an empty partition.
     public var fetchWaitMaxMilliseconds: Int = 100
     /// Messages handed to the iterator per poll.
-    public var batchSize: Int = 500
+    public var batchSize: Int = 1000
     public var clientID: String = "fission"
     /// Any other librdkafka setting; wins over the fields above.
     public var properties: [String: String] = [:]
@@ -247,7 +247,19 @@ public final class KafkaConsumer: Service, Sendable {
         return try await onBlockingQueue(queue) { [self] () throws -> [KafkaConsumerEvent]? in
             guard self.state.withLock({ $0 }) == .open, let queueHandle = consumerQueue.handle else { return nil }
             var buffer = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: batchSize)
-            let count = rd_kafka_consume_batch_queue(queueHandle, timeoutMilliseconds, &buffer, batchSize)
+            // librdkafka's batch call waits for a full batch or the timeout, which would add up to
+            // the timeout to every record's latency at low volume. So: take what is there without
+            // waiting; if nothing, wait for one record, then take what arrived with it.
+            var count = rd_kafka_consume_batch_queue(queueHandle, 0, &buffer, batchSize)
+            if count == 0 {
+                count = rd_kafka_consume_batch_queue(queueHandle, timeoutMilliseconds, &buffer, 1)
+                if count == 1, batchSize > 1 {
+                    let more = buffer.withUnsafeMutableBufferPointer {
+                        rd_kafka_consume_batch_queue(queueHandle, 0, $0.baseAddress! + 1, batchSize - 1)
+                    }
+                    if more > 0 { count += more }
+                }
+            }
             var events = context.rebalances.withLock { pending in
                 defer { pending.removeAll() }
                 return pending

@@ -5,14 +5,14 @@ import Foundation
 /// Foundation's `Process.waitUntilExit` was seen hanging here after `pg_ctl start` had exited, so
 /// the harness keeps to the plain system calls. Output goes to a temporary file rather than a
 /// pipe: a daemon that inherits a pipe would keep it open and a reader waiting forever.
-enum ChildProcess {
+public enum ChildProcess {
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }
 
     /// Runs a program to completion; throws with its output when it exits non-zero.
     @discardableResult
-    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+    public static func run(_ executable: String, _ arguments: [String]) throws -> String {
         let outputPath = FileManager.default.temporaryDirectory
             .appendingPathComponent("fission-child-\(UUID().uuidString).log").path
         defer { unlink(outputPath) }
@@ -32,7 +32,7 @@ enum ChildProcess {
     }
 
     /// Starts a program in its own session and does not wait for it.
-    static func startDetached(_ executable: String, _ arguments: [String]) throws {
+    public static func startDetached(_ executable: String, _ arguments: [String]) throws {
         _ = try spawn(executable, arguments, outputPath: "/dev/null", newSession: true)
     }
 
