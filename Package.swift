@@ -16,13 +16,19 @@ let package = Package(
         .executable(name: "fission-bench", targets: ["FissionBench"]),
         .library(name: "Postgres", targets: ["Postgres"]),
         .library(name: "Kafka", targets: ["Kafka"]),
+        .library(name: "Domain", targets: ["Domain"]),
+        .library(name: "ServiceKit", targets: ["ServiceKit"]),
         .library(name: "FissionTesting", targets: ["FissionTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // MARK: C boundary: only Postgres imports CLibPQ, only Kafka imports CRdKafka.
@@ -65,6 +71,20 @@ let package = Package(
             name: "Domain",
             dependencies: [],
             path: "Shared/Domain",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ServiceKit",
+            dependencies: [
+                "Postgres", "Kafka", "Domain",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/ServiceKit",
             swiftSettings: strict
         ),
         .target(

@@ -131,6 +131,7 @@ public final class KafkaProducer: Service, Sendable {
     private let closing = Atomic<Bool>(false)
     private let polling: PollLoop
     private let logger: Logger
+    var clientForChecks: RDKafkaClient { client }
 
     public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "fission.kafka.producer")) throws {
         let context = ProducerCallbackContext(logger: logger)
@@ -284,4 +285,18 @@ final class PollLoop: Sendable {
 private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
     guard let bytes else { return body(nil) }
     return bytes.withUnsafeBytes { body($0) }
+}
+
+extension KafkaProducer {
+    /// Whether a broker answers a metadata request within `timeout` (for readiness checks).
+    public func isBrokerReachable(timeout: Duration = .seconds(2)) async -> Bool {
+        let client = self.clientForChecks
+        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        return (try? await onBlockingQueue(DispatchQueue.global()) { () -> Bool in
+            var metadata: UnsafePointer<rd_kafka_metadata>? = nil
+            let err = rd_kafka_metadata(client.handle, 0, nil, &metadata, milliseconds)
+            if let metadata { rd_kafka_metadata_destroy(metadata) }
+            return err == RD_KAFKA_RESP_ERR_NO_ERROR
+        }) ?? false
+    }
 }

@@ -1,0 +1,89 @@
+import Domain
+import Foundation
+import JWTKit
+
+public enum Role: String, Sendable, Codable, CaseIterable {
+    case shopper, merchant, `operator`
+}
+
+/// Who is calling: the token's subject and roles.
+public struct Identity: Sendable, Hashable {
+    public var userID: UserID
+    public var roles: Set<Role>
+    public init(userID: UserID, roles: Set<Role>) {
+        self.userID = userID
+        self.roles = roles
+    }
+}
+
+struct FissionClaims: JWTPayload {
+    var sub: SubjectClaim
+    var exp: ExpirationClaim
+    var iat: IssuedAtClaim?
+    var roles: [Role]
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {
+        try exp.verifyNotExpired()
+    }
+}
+
+/// Where token keys come from: an HS256 secret for local use, or PEM public keys (RSA for RS256,
+/// P-256 for ES256) for production, where an identity provider signs.
+public enum TokenKeys: Sendable {
+    case sharedSecret(String)
+    case publicKeysPEM([String])
+}
+
+/// Verifies bearer tokens.
+public struct TokenVerifier: Sendable {
+    private let keys: JWTKeyCollection
+
+    public init(_ source: TokenKeys) async throws {
+        let keys = JWTKeyCollection()
+        switch source {
+        case .sharedSecret(let secret):
+            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        case .publicKeysPEM(let pems):
+            for (index, pem) in pems.enumerated() {
+                let kid = JWKIdentifier(string: "key-\(index)")
+                if let rsa = try? Insecure.RSA.PublicKey(pem: pem) {
+                    await keys.add(rsa: rsa, digestAlgorithm: .sha256, kid: kid)
+                } else if let ecdsa = try? ES256PublicKey(pem: pem) {
+                    await keys.add(ecdsa: ecdsa, kid: kid)
+                } else {
+                    throw TokenError("public key \(index) is neither an RSA nor a P-256 PEM public key")
+                }
+            }
+        }
+        self.keys = keys
+    }
+
+    /// The identity a token proves, or an error saying why not (expired, bad signature, ...).
+    public func verify(_ token: String) async throws -> Identity {
+        let claims = try await keys.verify(token, as: FissionClaims.self, iteratingKeys: true)
+        return Identity(userID: UserID(rawValue: claims.sub.value), roles: Set(claims.roles))
+    }
+}
+
+/// Mints HS256 tokens for the local stack and tests (production tokens come from an identity
+/// provider).
+public struct DevelopmentTokenIssuer: Sendable {
+    private let keys: JWTKeyCollection
+
+    public init(secret: String) async {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        self.keys = keys
+    }
+
+    public func token(for user: UserID, roles: [Role], validFor lifetime: TimeInterval = 24 * 3600, issuedAt: Date = Date()) async throws -> String {
+        try await keys.sign(FissionClaims(
+            sub: SubjectClaim(value: user.rawValue), exp: ExpirationClaim(value: issuedAt.addingTimeInterval(lifetime)),
+            iat: IssuedAtClaim(value: issuedAt), roles: roles))
+    }
+}
+
+public struct TokenError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,28 @@
+import Hummingbird
+import Logging
+
+/// The request context of every Fission service: request id (also the correlation id of events
+/// the request causes) and the caller's identity once authenticated.
+public struct FissionRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var requestID: String
+    public var identity: Identity?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        requestID = ""
+        identity = nil
+    }
+
+    /// Bodies above this are refused with 413 before decoding.
+    public var maxUploadSize: Int { 64 * 1024 }
+
+    /// The caller, who must hold `role`: 401 without a valid token, 403 without the role.
+    public func require(_ role: Role) throws -> Identity {
+        guard let identity else { throw Problem.unauthenticated }
+        guard identity.roles.contains(role) else {
+            throw Problem.forbidden("this needs the \(role.rawValue) role")
+        }
+        return identity
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Gives each request an id (the caller's `X-Request-ID` or a new one), echoes it, writes one
+/// access log line, and counts the request in the service's metrics.
+struct RequestObservationMiddleware: RouterMiddleware {
+    typealias Context = FissionRequestContext
+    let metrics: ServiceMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let incoming = request.headers[.requestID].flatMap { $0.count <= 128 ? $0 : nil }
+        context.requestID = incoming ?? UUID().uuidString.lowercased()
+        context.logger[metadataKey: "request_id"] = .string(context.requestID)
+        let started = ContinuousClock.now
+        var status = 500
+        defer {
+            let elapsed = ContinuousClock.now - started
+            // Route templates, not raw paths: ids must not explode the label space.
+            let route = context.endpointPath ?? "unmatched"
+            metrics.recordRequest(method: request.method.rawValue, route: route, status: status, duration: elapsed)
+            context.logger.info("request", metadata: [
+                "method": .string(request.method.rawValue), "path": .string(request.uri.path), "route": .string(route),
+                "status": .stringConvertible(status),
+                "duration_ms": .stringConvertible(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000),
+            ])
+        }
+        var response = try await next(request, context)
+        status = response.status.code
+        response.headers[.requestID] = context.requestID
+        return response
+    }
+}
+
+/// Turns every error into `application/problem+json`: a `Problem` as it is, Hummingbird's own
+/// errors (413, 404, 400 from decoding) with their status, anything else as a 500 that says
+/// nothing internal.
+struct ProblemMiddleware: RouterMiddleware {
+    typealias Context = FissionRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            throw problem
+        } catch let error as HTTPError {
+            throw Self.problem(for: error)
+        } catch is DecodingError {
+            throw Problem.badRequest("the body is not the JSON this endpoint expects")
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
+            throw Problem(.internalServerError, kind: "internal", title: "Something went wrong on our side")
+        }
+    }
+
+    static func problem(for error: HTTPError) -> Problem {
+        switch error.status {
+        case .contentTooLarge:
+            return Problem(.contentTooLarge, kind: "body-too-large", title: "The request body is too large")
+        case .notFound:
+            return Problem.notFound(error.body ?? "no such resource")
+        case .methodNotAllowed:
+            return Problem(.methodNotAllowed, kind: "method-not-allowed", title: "Method not allowed")
+        case .badRequest:
+            return Problem.badRequest(error.body ?? "malformed request")
+        case .unauthorized:
+            return Problem.unauthenticated
+        default:
+            return Problem(error.status, kind: "http-\(error.status.code)", title: error.status.reasonPhrase, detail: error.body)
+        }
+    }
+}
+
+/// Reads `Authorization: Bearer <jwt>`. No header: the request goes on anonymous (routes that
+/// need a caller ask with `context.require(role)`). A header with a bad, expired or foreign token
+/// is refused here with 401.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = FissionRequestContext
+    let verifier: TokenVerifier
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            return try await next(request, context)
+        }
+        guard header.lowercased().hasPrefix("bearer ") else {
+            throw Problem(.unauthorized, kind: "unauthenticated", title: "A valid bearer token is required", detail: "use the Bearer scheme")
+        }
+        let token = String(header.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
+        var context = context
+        do {
+            context.identity = try await verifier.verify(token)
+        } catch {
+            throw Problem(.unauthorized, kind: "invalid-token", title: "The bearer token is not valid", detail: "expired, badly signed or malformed")
+        }
+        context.logger[metadataKey: "user_id"] = .string(context.identity!.userID.rawValue)
+        return try await next(request, context)
+    }
+}
+
+extension HTTPField.Name {
+    public static let requestID = HTTPField.Name("X-Request-ID")!
+    public static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+}

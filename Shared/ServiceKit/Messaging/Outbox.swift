@@ -1,0 +1,32 @@
+import Domain
+import Foundation
+import Postgres
+
+/// Writing events: `Outbox.append` in the same transaction as the state change, so the change
+/// and its event commit together or not at all. The relay publishes them afterwards.
+public enum Outbox {
+    /// The LISTEN/NOTIFY channel that wakes the relay when rows commit.
+    public static let channel = "fission_outbox"
+
+    /// Appends an event on `connection` (which must be inside the caller's transaction).
+    public static func append<Payload: DomainEvent>(_ event: CloudEvent<Payload>, on connection: PostgresConnection) async throws {
+        let payload = String(decoding: try EventCoding.encode(event), as: UTF8.self)
+        var headers: [String: String] = ["ce_type": event.type, "ce_id": event.id.description]
+        if let correlation = event.correlationid { headers["ce_correlationid"] = correlation }
+        if let traceparent = event.traceparent { headers["traceparent"] = traceparent }
+        try await connection.query(
+            """
+            INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
+            VALUES (\(event.id.rawValue), \(Payload.topic.name), \(event.subject), \(event.type), \(payload), \(PostgresJSON(headers)))
+            """)
+        // Delivered at commit, and only if the transaction commits.
+        try await connection.notify(channel: channel)
+    }
+
+    /// Appends the event a request or handler caused, carrying its correlation id.
+    public static func append<Payload: DomainEvent>(
+        _ data: Payload, correlationID: String?, causationID: String? = nil, on connection: PostgresConnection
+    ) async throws {
+        try await append(CloudEvent(data, correlationID: correlationID, causationID: causationID), on: connection)
+    }
+}

@@ -1,0 +1,152 @@
+import Domain
+import Foundation
+import Kafka
+import Logging
+import Postgres
+import ServiceLifecycle
+import Synchronization
+
+/// Publishes committed outbox rows to Kafka, in id order, with the idempotent producer.
+///
+/// - One active relay per service: the relay that holds the service's advisory lock publishes;
+///   the others wait on standby. Every read and mark goes through the lock's own connection, so a
+///   relay whose connection (and with it the lock) is gone cannot go on publishing.
+/// - Wakes on `NOTIFY fission_outbox` (sent by `Outbox.append` at commit) and on a timer.
+/// - A row is marked published only after its delivery report; while the broker is down, sends
+///   fail and the relay backs off, then publishes everything once it is back.
+/// - Published rows are purged after the retention period.
+///
+/// The rows are read as "unpublished, by id" (never "id above the last one seen"), so a row
+/// whose transaction committed after a higher id is not skipped; it is published on the next pass.
+public final class OutboxRelay: Service, Sendable {
+    public struct Options: Sendable {
+        public var batchSize = 1000
+        public var idleWait: Duration = .seconds(1)
+        public var standbyWait: Duration = .seconds(1)
+        public var maxBackoff: Duration = .seconds(5)
+        public var retention: Duration = .seconds(7 * 24 * 3600)
+        public var purgeInterval: Duration = .seconds(60)
+        public init() {}
+    }
+
+    private let service: String
+    private let pool: PostgresPool
+    private let producer: KafkaProducer
+    private let metrics: ServiceMetrics?
+    private let options: Options
+    private let logger: Logger
+    private let wake = WakeSignal()
+    private let leader = Atomic<Bool>(false)
+
+    public init(service: String, pool: PostgresPool, producer: KafkaProducer, metrics: ServiceMetrics? = nil,
+                options: Options = Options(), logger: Logger = Logger(label: "fission.outbox")) {
+        self.service = service
+        self.pool = pool
+        self.producer = producer
+        self.metrics = metrics
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Whether this relay currently holds the service's relay lock.
+    public var isLeader: Bool { leader.load(ordering: .relaxed) }
+
+    public func run() async throws {
+        let listener = PostgresListener(configuration: pool.configuration, channels: [Outbox.channel], logger: logger)
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await listener.run() }
+                group.addTask {
+                    for await _ in listener.notifications { self.wake.signal() }
+                }
+                group.addTask { await self.leadOrStandBy() }
+                // The relay loop ends only on cancellation; then stop the listener too.
+                _ = await group.next()
+                group.cancelAll()
+            }
+        }
+        leader.store(false, ordering: .relaxed)
+    }
+
+    private func leadOrStandBy() async {
+        while !Task.isCancelled {
+            do {
+                let connection = try await PostgresConnection.connect(pool.configuration, logger: logger)
+                defer { Task { await connection.close() } }
+                while !Task.isCancelled {
+                    let acquired = try await connection.query(
+                        "SELECT pg_try_advisory_lock(hashtext(\("fission.outbox." + service))) AS acquired"
+                    ).single().decode("acquired", as: Bool.self)
+                    if acquired { break }
+                    await wake.wait(timeout: options.standbyWait)
+                }
+                guard !Task.isCancelled else { return }
+                leader.store(true, ordering: .relaxed)
+                logger.info("outbox relay is active", metadata: ["service": "\(service)"])
+                try await publishWhileLeading(on: connection)
+            } catch {
+                leader.store(false, ordering: .relaxed)
+                logger.warning("outbox relay lost its database connection; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func publishWhileLeading(on connection: PostgresConnection) async throws {
+        var backoff: Duration = .milliseconds(100)
+        var lastPurge = ContinuousClock.now
+        while !Task.isCancelled {
+            let rows = try await connection.query(
+                """
+                SELECT id, topic, key, payload, headers FROM outbox
+                WHERE published_at IS NULL ORDER BY id LIMIT \(options.batchSize)
+                """)
+            if rows.isEmpty {
+                metrics?.setOutboxBacklog(0)
+                if ContinuousClock.now - lastPurge > options.purgeInterval {
+                    try await purge(on: connection)
+                    lastPurge = .now
+                }
+                await wake.wait(timeout: options.idleWait)
+                continue
+            }
+            var ids: [Int64] = []
+            var messages: [KafkaOutgoingMessage] = []
+            for row in rows {
+                ids.append(try row.decode("id"))
+                let headers = try row.decode("headers", as: PostgresJSON<[String: String]>.self).value
+                messages.append(KafkaOutgoingMessage(
+                    topic: try row.decode("topic"), key: Array(try row.decode("key", as: String.self).utf8),
+                    value: Array(try row.decode("payload", as: String.self).utf8),
+                    headers: headers.sorted { $0.key < $1.key }.map { KafkaHeader(key: $0.key, value: $0.value) }))
+            }
+            let outcomes = await producer.send(messages)
+            let delivered = zip(ids, outcomes).compactMap { id, outcome -> Int64? in
+                if case .success = outcome { return id }
+                return nil
+            }
+            if !delivered.isEmpty {
+                try await connection.query("UPDATE outbox SET published_at = now() WHERE id = ANY(\(delivered))")
+                metrics?.countOutboxPublished(delivered.count)
+            }
+            if delivered.count < ids.count {
+                let firstFailure = outcomes.first { if case .failure = $0 { true } else { false } }
+                logger.warning(
+                    "outbox rows not delivered; backing off",
+                    metadata: ["undelivered": "\(ids.count - delivered.count)", "error": "\(String(describing: firstFailure))", "backoff": "\(backoff)"])
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, options.maxBackoff)
+            } else {
+                backoff = .milliseconds(100)
+            }
+        }
+    }
+
+    private func purge(on connection: PostgresConnection) async throws {
+        let cutoff = Date().addingTimeInterval(-Double(options.retention.components.seconds))
+        let purged = try await connection.query("DELETE FROM outbox WHERE published_at < \(cutoff)")
+        if purged.affectedRows > 0 {
+            logger.info("purged published outbox rows", metadata: ["rows": "\(purged.affectedRows)"])
+        }
+    }
+}
