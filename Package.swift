@@ -102,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "FissionCommand",
             dependencies: [
-                "Postgres",
+                "Postgres", "ServiceKit", "Domain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -137,6 +137,27 @@ let package = Package(
             name: "PostgresTests",
             dependencies: ["Postgres", "FissionTesting", "FissionCommand"],
             path: "Tests/PostgresTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ServiceKitTests",
+            dependencies: [
+                "ServiceKit", "Domain", "Kafka", "Postgres", "FissionTesting", "FissionCommand",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/ServiceKitTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ContractTests",
+            dependencies: ["Domain"],
+            path: "Tests/ContractTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DomainTests",
+            dependencies: ["Domain"],
+            path: "Tests/DomainTests",
             swiftSettings: strict
         ),
         .testTarget(

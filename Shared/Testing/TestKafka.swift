@@ -35,7 +35,12 @@ public actor TestKafka {
 
     /// A new topic with a unique name.
     public func createTopic(prefix: String = "test", partitions: Int32 = 4) async throws -> String {
-        let name = "\(prefix).\(UUID().uuidString.lowercased().prefix(12))"
+        try await createTopic(named: "\(prefix).\(UUID().uuidString.lowercased().prefix(12))", partitions: partitions)
+    }
+
+    /// A topic with a given name (fine if it exists).
+    @discardableResult
+    public func createTopic(named name: String, partitions: Int32) async throws -> String {
         if let externalBrokers {
             try await KafkaAdmin.createTopics(
                 [KafkaTopicSpecification(name: name, partitions: partitions)], bootstrapServers: externalBrokers)

@@ -18,6 +18,11 @@ for package in "${packages[@]}"; do
   fi
 done
 
+# The contract tests validate JSON Schemas with Python's jsonschema.
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'jsonschema>=4.18' || { echo "cannot install Python jsonschema" >&2; exit 1; }
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

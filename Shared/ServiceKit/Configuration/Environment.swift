@@ -89,7 +89,7 @@ public struct ServiceSettings: Sendable {
         let brokers = environment.required("FISSION_KAFKA_BROKERS", "Kafka bootstrap servers, host:port[,host:port]")
         let keys: TokenKeys
         if let secret = environment.optional("FISSION_JWT_SECRET") {
-            if secret.utf8.count < 16 { environment.problem("FISSION_JWT_SECRET must be at least 16 bytes") }
+            if secret.utf8.count < 32 { environment.problem("FISSION_JWT_SECRET must be at least 32 bytes") }
             keys = .sharedSecret(secret)
         } else if let path = environment.optional("FISSION_JWT_PUBLIC_KEYS_FILE") {
             let pems = (try? String(contentsOfFile: path, encoding: .utf8)).map(Self.splitPEMs) ?? []

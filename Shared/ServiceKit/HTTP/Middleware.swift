@@ -46,7 +46,10 @@ struct ProblemMiddleware: RouterMiddleware {
         } catch let problem as Problem {
             throw problem
         } catch let error as HTTPError {
-            throw Self.problem(for: error)
+            throw Self.problem(status: error.status, detail: error.body)
+        } catch let error as any HTTPResponseError {
+            // NIO's body-size error and other library errors that know their status.
+            throw Self.problem(status: error.status, detail: nil)
         } catch is DecodingError {
             throw Problem.badRequest("the body is not the JSON this endpoint expects")
         } catch {
@@ -55,20 +58,20 @@ struct ProblemMiddleware: RouterMiddleware {
         }
     }
 
-    static func problem(for error: HTTPError) -> Problem {
-        switch error.status {
+    static func problem(status: HTTPResponse.Status, detail: String?) -> Problem {
+        switch status {
         case .contentTooLarge:
             return Problem(.contentTooLarge, kind: "body-too-large", title: "The request body is too large")
         case .notFound:
-            return Problem.notFound(error.body ?? "no such resource")
+            return Problem.notFound(detail ?? "no such resource")
         case .methodNotAllowed:
             return Problem(.methodNotAllowed, kind: "method-not-allowed", title: "Method not allowed")
         case .badRequest:
-            return Problem.badRequest(error.body ?? "malformed request")
+            return Problem.badRequest(detail ?? "malformed request")
         case .unauthorized:
             return Problem.unauthenticated
         default:
-            return Problem(error.status, kind: "http-\(error.status.code)", title: error.status.reasonPhrase, detail: error.body)
+            return Problem(status, kind: "http-\(status.code)", title: status.reasonPhrase, detail: detail)
         }
     }
 }

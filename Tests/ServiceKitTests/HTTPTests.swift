@@ -1,0 +1,172 @@
+import Domain
+import FissionTesting
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Kafka
+import Logging
+import Postgres
+import ServiceKit
+import Testing
+
+@Suite("HTTP: auth, problems, idempotency, health")
+struct HTTPTests {
+    static let secret = "test-secret-0123456789abcdef-0123456789"
+
+    struct NewItem: Codable, Sendable {
+        var name: String
+        var quantity: Int
+    }
+
+    struct CreatedItem: Codable, Sendable, Equatable {
+        var id: Int
+        var name: String
+    }
+
+    /// A service with a few routes, served over real HTTP on loopback.
+    func withService(_ body: @escaping @Sendable (any TestClientProtocol, PostgresPool, DevelopmentTokenIssuer) async throws -> Void) async throws {
+        try await withKitDatabase { pool in
+            try await pool.query("CREATE TABLE items (id bigserial PRIMARY KEY, owner text NOT NULL, name text NOT NULL, quantity int NOT NULL)")
+            var logger = Logger(label: "test-service")
+            logger.logLevel = .warning
+            let runtime = ServiceRuntime(
+                name: "test", pool: pool,
+                producer: try KafkaProducer(configuration: try await TestKafka.shared.producerConfiguration()),
+                metrics: ServiceMetrics(), verifier: try await TokenVerifier(.sharedSecret(Self.secret)), logger: logger)
+            let app = ServiceApplication.build(runtime: runtime, port: 0, services: []) { api in
+                api.get("/me") { _, context -> String in
+                    try context.require(.shopper).userID.rawValue
+                }
+                api.post("/merchant/things") { _, context -> String in
+                    _ = try context.require(.merchant)
+                    return "ok"
+                }
+                api.post("/items") { request, context -> Response in
+                    let caller = try context.require(.shopper)
+                    return try await runtime.idempotency.run(request, context: context, scope: caller.userID.rawValue) { body, connection in
+                        let item = try decodeBody(NewItem.self, from: body)
+                        guard item.quantity > 0 else { throw Problem.invalidField("quantity", "must be at least 1") }
+                        let id = try await connection.query(
+                            "INSERT INTO items (owner, name, quantity) VALUES (\(caller.userID.rawValue), \(item.name), \(item.quantity)) RETURNING id"
+                        ).single().decode("id", as: Int.self)
+                        return CreatedItem(id: id, name: item.name)
+                    }
+                }
+            }
+            let issuer = await DevelopmentTokenIssuer(secret: Self.secret)
+            try await app.test(.live) { client in
+                try await body(client, pool, issuer)
+            }
+        }
+    }
+
+    static func bearer(_ token: String) -> HTTPFields { [.authorization: "Bearer \(token)"] }
+
+    static func expectProblem(_ response: TestResponse, _ status: HTTPResponse.Status, kind: String? = nil) {
+        #expect(response.status == status)
+        #expect(response.headers[.contentType] == "application/problem+json")
+        let json = try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+        #expect((json?["status"] as? Int) == status.code)
+        if let kind { #expect((json?["type"] as? String) == Problem.typeBase + kind, "\(String(describing: json))") }
+    }
+
+    @Test func missingExpiredBadlySignedOrWrongRoleTokensAreRefused() async throws {
+        try await withService { client, _, issuer in
+            let shopper = try await issuer.token(for: "u-li-wei", roles: [.shopper])
+            try await client.execute(uri: "/me", method: .get, headers: Self.bearer(shopper)) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "u-li-wei")
+            }
+            try await client.execute(uri: "/me", method: .get) { Self.expectProblem($0, .unauthorized, kind: "unauthenticated") }
+            let expired = try await issuer.token(for: "u-li-wei", roles: [.shopper], validFor: 60, issuedAt: Date().addingTimeInterval(-3600))
+            try await client.execute(uri: "/me", method: .get, headers: Self.bearer(expired)) { Self.expectProblem($0, .unauthorized, kind: "invalid-token") }
+            let forged = try await DevelopmentTokenIssuer(secret: "another-secret-0123456789-abcdefghijk").token(for: "u-li-wei", roles: [.shopper])
+            try await client.execute(uri: "/me", method: .get, headers: Self.bearer(forged)) { Self.expectProblem($0, .unauthorized, kind: "invalid-token") }
+            try await client.execute(uri: "/me", method: .get, headers: Self.bearer("not.a.jwt")) { Self.expectProblem($0, .unauthorized) }
+            try await client.execute(uri: "/merchant/things", method: .post, headers: Self.bearer(shopper)) {
+                Self.expectProblem($0, .forbidden, kind: "forbidden")
+            }
+            let merchant = try await issuer.token(for: "m-tea", roles: [.merchant])
+            try await client.execute(uri: "/merchant/things", method: .post, headers: Self.bearer(merchant)) { #expect($0.status == .ok) }
+        }
+    }
+
+    @Test func oversizedMalformedOrInvalidBodiesGetProblemsAndChangeNothing() async throws {
+        try await withService { client, pool, issuer in
+            var headers = Self.bearer(try await issuer.token(for: "u-1", roles: [.shopper]))
+            headers[.contentType] = "application/json"
+            headers[.idempotencyKey] = "k1"
+            let huge = ByteBuffer(string: "{\"name\":\"" + String(repeating: "x", count: 200_000) + "\",\"quantity\":1}")
+            try await client.execute(uri: "/items", method: .post, headers: headers, body: huge) {
+                Self.expectProblem($0, .contentTooLarge, kind: "body-too-large")
+            }
+            headers[.idempotencyKey] = "k2"
+            try await client.execute(uri: "/items", method: .post, headers: headers, body: ByteBuffer(string: "{\"name\": ")) {
+                Self.expectProblem($0, .badRequest, kind: "malformed-request")
+            }
+            headers[.idempotencyKey] = "k3"
+            try await client.execute(uri: "/items", method: .post, headers: headers, body: ByteBuffer(string: "{\"name\":\"tea\"}")) {
+                Self.expectProblem($0, .unprocessableContent, kind: "invalid-field")
+            }
+            headers[.idempotencyKey] = "k4"
+            try await client.execute(uri: "/items", method: .post, headers: headers, body: ByteBuffer(string: "{\"name\":\"tea\",\"quantity\":0}")) {
+                Self.expectProblem($0, .unprocessableContent, kind: "invalid-field")
+            }
+            headers[.idempotencyKey] = nil
+            try await client.execute(uri: "/items", method: .post, headers: headers, body: ByteBuffer(string: "{\"name\":\"tea\",\"quantity\":1}")) {
+                Self.expectProblem($0, .badRequest, kind: "idempotency-key-required")
+            }
+            try await client.execute(uri: "/no/such/route", method: .get) { Self.expectProblem($0, .notFound) }
+            let rows = try await pool.query("SELECT count(*) AS c FROM items").single().decode("c", as: Int.self)
+            #expect(rows == 0)
+        }
+    }
+
+    @Test func idempotentRetryReturnsTheSameResponseAndHasOneEffect() async throws {
+        try await withService { client, pool, issuer in
+            var headers = Self.bearer(try await issuer.token(for: "u-1", roles: [.shopper]))
+            headers[.idempotencyKey] = "order-attempt-1"
+            let body = ByteBuffer(string: "{\"name\":\"龙井\",\"quantity\":2}")
+            let first = try await client.execute(uri: "/items", method: .post, headers: headers, body: body)
+            #expect(first.status == .created)
+            var retries: [TestResponse] = []
+            for _ in 0..<5 {
+                retries.append(try await client.execute(uri: "/items", method: .post, headers: headers, body: body))
+            }
+            for retry in retries {
+                #expect(retry.status == .created)
+                #expect(String(buffer: retry.body) == String(buffer: first.body))
+                #expect(retry.headers[HTTPField.Name("Idempotent-Replayed")!] == "true")
+            }
+            let rows = try await pool.query("SELECT count(*) AS c FROM items").single().decode("c", as: Int.self)
+            #expect(rows == 1)
+            try await client.execute(
+                uri: "/items", method: .post, headers: headers, body: ByteBuffer(string: "{\"name\":\"龙井\",\"quantity\":3}")
+            ) { Self.expectProblem($0, .unprocessableContent, kind: "idempotency-key-reused") }
+            // Keys belong to their caller: another shopper may use the same key.
+            var other = Self.bearer(try await issuer.token(for: "u-2", roles: [.shopper]))
+            other[.idempotencyKey] = "order-attempt-1"
+            try await client.execute(uri: "/items", method: .post, headers: other, body: body) { #expect($0.status == .created) }
+        }
+    }
+
+    @Test func healthAndMetricsAreServed() async throws {
+        try await withService { client, _, issuer in
+            try await client.execute(uri: "/health/live", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/health/ready", method: .get) { response in
+                #expect(response.status == .ok, "\(String(buffer: response.body))")
+            }
+            let token = try await issuer.token(for: "u-1", roles: [.shopper])
+            try await client.execute(uri: "/me", method: .get, headers: Self.bearer(token)) { response in
+                #expect(response.headers[.requestID] != nil)
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains("http_requests_total"))
+                #expect(text.contains("route=\"/me\""))
+                #expect(text.contains("http_request_duration_seconds"))
+            }
+        }
+    }
+}

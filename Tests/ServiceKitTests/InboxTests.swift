@@ -1,0 +1,128 @@
+import Domain
+import FissionTesting
+import Foundation
+import Kafka
+import Postgres
+import ServiceKit
+import Synchronization
+import Testing
+
+@Suite("Inbox consumer")
+struct InboxTests {
+    struct Flaky: Error, CustomStringConvertible {
+        var description: String { "flaky handler failure" }
+    }
+
+    /// A consumer on its own topic, group and dead-letter topic, recording effects in `effects`.
+    struct Fixture {
+        let pool: PostgresPool
+        let topic: String
+        let group: String
+        let bootstrap: String
+        let producer: KafkaProducer
+
+        func send(_ value: [UInt8], key: String, type: String?, id: String? = nil) async throws {
+            var headers: [KafkaHeader] = []
+            if let type { headers.append(KafkaHeader(key: "ce_type", value: type)) }
+            if let id { headers.append(KafkaHeader(key: "ce_id", value: id)) }
+            try await producer.send(KafkaOutgoingMessage(topic: topic, key: Array(key.utf8), value: value, headers: headers))
+        }
+
+        func send(_ event: CloudEvent<StockReserved>) async throws {
+            try await send(try EventCoding.encode(event), key: event.subject, type: event.type, id: event.id.description)
+        }
+
+        func effects() async throws -> [Int] {
+            try await pool.query("SELECT stock_left FROM effects ORDER BY id").map { try $0.decode("stock_left", as: Int.self) }
+        }
+    }
+
+    func withInbox(
+        handler: @escaping @Sendable (CloudEvent<StockReserved>, PostgresConnection) async throws -> Void,
+        _ body: (Fixture) async throws -> Void
+    ) async throws {
+        try await withKitDatabase { pool in
+            try await pool.query("CREATE TABLE effects (id bigserial PRIMARY KEY, event_id uuid NOT NULL, stock_left int NOT NULL)")
+            let topic = try await TestKafka.shared.createTopic(prefix: "inbox", partitions: 1)
+            let group = "inbox-\(UUID().uuidString.prefix(8))"
+            try await TestKafka.shared.createTopic(named: Topics.deadLetter(of: group), partitions: 1)
+            let bootstrap = try await TestKafka.shared.bootstrapServers()
+            let producer = try KafkaProducer(configuration: try await TestKafka.shared.producerConfiguration())
+            var options = InboxConsumer.Options()
+            options.maxAttempts = 3
+            options.firstBackoff = .milliseconds(10)
+            let inbox = try InboxConsumer(
+                consumer: try await TestKafka.shared.consumerConfiguration(group: group, topics: [topic]), pool: pool,
+                deadLetterProducer: producer,
+                handlers: [.on(StockReserved.self) { event, connection in
+                    try await handler(event, connection)
+                    try await connection.query(
+                        "INSERT INTO effects (event_id, stock_left) VALUES (\(event.id.rawValue), \(event.data.stockLeft))")
+                }],
+                options: options)
+            let running = Task { try await inbox.run() }
+            try await body(Fixture(pool: pool, topic: topic, group: group, bootstrap: bootstrap, producer: producer))
+            running.cancel()
+            _ = await running.result
+            await producer.shutdown()
+        }
+    }
+
+    @Test func redeliveredEventHasNoSecondEffect() async throws {
+        try await withInbox(handler: { _, _ in }) { fixture in
+            let campaign = CampaignID()
+            let event = stockReserved(campaign: campaign, sequence: 7)
+            try await fixture.send(event)
+            try await fixture.send(event)  // the same event id again, as after a producer retry
+            try await fixture.send(stockReserved(campaign: campaign, sequence: 8))
+            #expect(await eventually { (try? await fixture.effects()) == [7, 8] })
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await fixture.effects() == [7, 8])
+            let handled = try await fixture.pool.query("SELECT count(*) AS c FROM inbox").single().decode("c", as: Int.self)
+            #expect(handled == 2)
+        }
+    }
+
+    @Test func handlerThatThrowsTwiceThenSucceedsHasOneEffect() async throws {
+        let calls = Mutex(0)
+        try await withInbox(handler: { _, _ in
+            let call = calls.withLock { count in
+                count += 1
+                return count
+            }
+            if call <= 2 { throw Flaky() }
+        }) { fixture in
+            try await fixture.send(stockReserved(campaign: CampaignID(), sequence: 1))
+            #expect(await eventually { (try? await fixture.effects()) == [1] })
+            #expect(calls.withLock { $0 } == 3)
+        }
+    }
+
+    @Test func undecodableAndAlwaysFailingMessagesGoToTheDeadLetterTopicAndTheConsumerMovesOn() async throws {
+        try await withInbox(handler: { event, _ in
+            if event.data.stockLeft == 13 { throw Flaky() }
+        }) { fixture in
+            let recorder = TopicRecorder()
+            try await recorder.start(bootstrap: fixture.bootstrap, topic: Topics.deadLetter(of: fixture.group))
+            try await fixture.send(Array("{not json".utf8), key: "k", type: StockReserved.eventType)
+            try await fixture.send(Array("\u{0}\u{1}binary".utf8), key: "k", type: nil)
+            try await fixture.send(stockReserved(campaign: CampaignID(), sequence: 13))
+            try await fixture.send(stockReserved(campaign: CampaignID(), sequence: 14))
+            // An event type nobody here handles is skipped, not dead-lettered.
+            try await fixture.send(Array("{}".utf8), key: "k", type: "orders.SomethingElse.v1")
+
+            #expect(await eventually { (try? await fixture.effects()) == [14] }, "the consumer must move on")
+            #expect(await eventually { await recorder.messages.count == 3 })
+            let reasons = await recorder.messages.compactMap { $0.header("dlq_reason") }
+            #expect(reasons.count == 3)
+            #expect(reasons[0].hasPrefix("undecodable"))
+            #expect(reasons[1].hasPrefix("undecodable"))
+            #expect(reasons[2].contains("failed 3 times"))
+            let sources = await recorder.messages.compactMap { $0.header("dlq_source_topic") }
+            #expect(sources == Array(repeating: fixture.topic, count: 3))
+            // Original headers travel along.
+            #expect(await recorder.messages[2].header("ce_type") == StockReserved.eventType)
+            await recorder.stop()
+        }
+    }
+}
