@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fission", targets: ["FissionCommand"]),
+        .executable(name: "campaigns", targets: ["campaigns"]),
         .executable(name: "fission-broker", targets: ["FissionBroker"]),
         .executable(name: "fission-bench", targets: ["FissionBench"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -98,6 +99,30 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // MARK: Services
+        .target(
+            name: "CampaignsService",
+            dependencies: [
+                "ServiceKit", "Domain", "Postgres", "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Campaigns/CampaignsService",
+            resources: [.copy("Migrations")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "campaigns",
+            dependencies: [
+                "CampaignsService", "ServiceKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Services/Campaigns/campaigns",
+            swiftSettings: strict
+        ),
+
         // MARK: Operator command
         .executableTarget(
             name: "FissionCommand",
@@ -146,6 +171,15 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             path: "Tests/ServiceKitTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CampaignsTests",
+            dependencies: [
+                "CampaignsService", "ServiceKit", "Domain", "Kafka", "Postgres", "FissionTesting", "campaigns",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/CampaignsTests",
             swiftSettings: strict
         ),
         .testTarget(

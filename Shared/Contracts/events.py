@@ -34,6 +34,8 @@ ENUMS = {
     "RefundReason": ["teamExpired", "teamUnavailable", "shopper", "merchant"],
     "XPRule": ["shareOpened", "friendHelped", "friendPurchase", "ownPurchase"],
     "DeliveryChannel": ["inbox", "stream", "webhook"],
+    "JoinRejection": ["teamFull", "teamExpired"],
+    "JoinResolution": ["newTeamOpened", "refund"],
 }
 HANDWRITTEN_ENUMS = {"CampaignKind"}
 
@@ -138,6 +140,9 @@ EVENTS = {
         "CampaignPublished": [
             ("campaignId", "id:CampaignID", C), ("merchantId", "user", "m-tea-house"),
             ("terms", "ref:CampaignTerms", None), ("publishedAt", "datetime", T0)],
+        "CampaignUpdated": [
+            ("campaignId", "id:CampaignID", C), ("terms", "ref:CampaignTerms", None), ("stockLeft", "int", 620),
+            ("updatedAt", "datetime", T0)],
         "CampaignPaused": [("campaignId", "id:CampaignID", C), ("pausedAt", "datetime", T0)],
         "CampaignResumed": [("campaignId", "id:CampaignID", C), ("resumedAt", "datetime", T0)],
         "CampaignEnded": [
@@ -159,6 +164,11 @@ EVENTS = {
         "TeamMemberJoined": [
             ("teamId", "id:TeamID", T), ("campaignId", "id:CampaignID", C), ("userId", "user", "u-zhang-min"),
             ("orderId", "id:OrderID", O2), ("memberCount", "int", 2), ("teamSize", "int", 3), ("joinedAt", "datetime", T0)],
+        "TeamJoinRejected": [
+            ("teamId", "id:TeamID", T), ("campaignId", "id:CampaignID", C), ("userId", "user", "u-zhang-min"),
+            ("orderId", "id:OrderID", O2), ("reason", "enum:JoinRejection", "teamFull"),
+            ("resolution", "enum:JoinResolution", "newTeamOpened"), ("newTeamId", "id:TeamID?", "0193a5c5-0a11-7e22-8f33-44556677889a"),
+            ("rejectedAt", "datetime", T0)],
         "TeamMemberLeft": [
             ("teamId", "id:TeamID", T), ("campaignId", "id:CampaignID", C), ("userId", "user", "u-zhang-min"),
             ("orderId", "id:OrderID", O2), ("memberCount", "int", 1), ("leftAt", "datetime", T0)],

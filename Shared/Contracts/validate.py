@@ -31,6 +31,19 @@ for example_path in examples:
     event_type = os.path.basename(example_path).split(".example")[0]
     if not os.path.exists(os.path.join(HERE, "schemas", event_type + ".schema.json")):
         failures.append(f"{os.path.basename(example_path)}: no schema for {event_type}")
+# Events a service really emitted (one envelope per file), checked against their type's schema.
+if "--instances" in sys.argv:
+    directory = sys.argv[sys.argv.index("--instances") + 1]
+    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
+        instance = json.load(open(path, encoding="utf-8"))
+        schema_path = os.path.join(HERE, "schemas", f"{instance.get('type')}.schema.json")
+        if not os.path.exists(schema_path):
+            failures.append(f"{os.path.basename(path)}: no schema for type {instance.get('type')!r}")
+            continue
+        validator = jsonschema.Draft202012Validator(json.load(open(schema_path, encoding="utf-8")), format_checker=checker)
+        for error in validator.iter_errors(instance):
+            failures.append(f"{os.path.basename(path)} ({instance.get('type')}): {error.json_path}: {error.message}")
+
 check = subprocess.run([sys.executable, os.path.join(HERE, "generate.py"), "--check"], capture_output=True, text=True)
 if check.returncode != 0:
     failures.append(check.stdout.strip() or check.stderr.strip())

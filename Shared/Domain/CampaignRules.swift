@@ -149,6 +149,10 @@ public struct CampaignTerms: Sendable, Codable, Hashable {
     public struct Violation: Sendable, Hashable, CustomStringConvertible {
         public var field: String
         public var reason: String
+        public init(field: String, reason: String) {
+            self.field = field
+            self.reason = reason
+        }
         public var description: String { "\(field): \(reason)" }
     }
 

@@ -50,6 +50,20 @@ public struct KafkaConsumerConfiguration: Sendable {
     }
 }
 
+extension KafkaConsumerConfiguration {
+    /// The settings librdkafka's mock broker needs for low latency (it waits the whole fetch
+    /// wait on an empty partition) and quick failover (a killed member stays in its group until
+    /// its session ends).
+    public static func local(bootstrapServers: String, groupID: String, topics: [String]) -> KafkaConsumerConfiguration {
+        var configuration = KafkaConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: groupID, topics: topics)
+        configuration.fetchWaitMaxMilliseconds = 10
+        configuration.sessionTimeoutMilliseconds = 6_000
+        configuration.heartbeatIntervalMilliseconds = 500
+        configuration.autoCommitIntervalMilliseconds = 200
+        return configuration
+    }
+}
+
 /// A consumed record. Its bytes are copied out of librdkafka, so it can outlive the poll.
 public struct KafkaMessage: Sendable {
     public var topic: String

@@ -48,6 +48,11 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
             sql += "$\(binds.count)"
         }
 
+        /// A piece of SQL text written in the source code (a column list shared by queries).
+        public mutating func appendInterpolation(_ fragment: PostgresSQLFragment) {
+            sql += fragment.text
+        }
+
         /// A quoted identifier (`"name"`), for names chosen by code such as a test database.
         public mutating func appendInterpolation(identifier: String) {
             sql += "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
@@ -59,4 +64,13 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
 public struct PostgresBind: Sendable, Equatable {
     public var type: PostgresType
     public var text: String?
+}
+
+/// SQL text that can only come from a literal in the source code (`StaticString`), never from a
+/// runtime value: safe to splice into a query.
+public struct PostgresSQLFragment: Sendable, ExpressibleByStringLiteral {
+    let text: String
+    public init(stringLiteral value: StaticString) {
+        text = value.description
+    }
 }

@@ -63,16 +63,3 @@ public actor TestKafka {
         KafkaConsumerConfiguration.local(bootstrapServers: try bootstrapServers(), groupID: group, topics: topics)
     }
 }
-
-extension KafkaConsumerConfiguration {
-    /// The settings the local broker needs for low latency (it waits the whole fetch wait on
-    /// an empty partition) and quick failover (a killed member stays until its session ends).
-    public static func local(bootstrapServers: String, groupID: String, topics: [String]) -> KafkaConsumerConfiguration {
-        var configuration = KafkaConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: groupID, topics: topics)
-        configuration.fetchWaitMaxMilliseconds = 10
-        configuration.sessionTimeoutMilliseconds = 6_000
-        configuration.heartbeatIntervalMilliseconds = 500
-        configuration.autoCommitIntervalMilliseconds = 200
-        return configuration
-    }
-}

@@ -38,6 +38,14 @@ public enum DeliveryChannel: String, Sendable, Codable, Hashable, CaseIterable {
     case inbox, stream, webhook
 }
 
+public enum JoinRejection: String, Sendable, Codable, Hashable, CaseIterable {
+    case teamFull, teamExpired
+}
+
+public enum JoinResolution: String, Sendable, Codable, Hashable, CaseIterable {
+    case newTeamOpened, refund
+}
+
 public struct TeamMember: Sendable, Codable, Hashable {
     public var userId: UserID?
     public var orderId: OrderID?
@@ -79,6 +87,24 @@ public struct CampaignPublished: DomainEvent {
         self.merchantId = merchantId
         self.terms = terms
         self.publishedAt = publishedAt
+    }
+}
+
+public struct CampaignUpdated: DomainEvent {
+    public static let name = "CampaignUpdated"
+    public static let topic = Topics.campaign
+    public var aggregateID: String { campaignId.description }
+
+    public var campaignId: CampaignID
+    public var terms: CampaignTerms
+    public var stockLeft: Int
+    public var updatedAt: Date
+
+    public init(campaignId: CampaignID, terms: CampaignTerms, stockLeft: Int, updatedAt: Date) {
+        self.campaignId = campaignId
+        self.terms = terms
+        self.stockLeft = stockLeft
+        self.updatedAt = updatedAt
     }
 }
 
@@ -233,6 +259,32 @@ public struct TeamMemberJoined: DomainEvent {
         self.memberCount = memberCount
         self.teamSize = teamSize
         self.joinedAt = joinedAt
+    }
+}
+
+public struct TeamJoinRejected: DomainEvent {
+    public static let name = "TeamJoinRejected"
+    public static let topic = Topics.team
+    public var aggregateID: String { teamId.description }
+
+    public var teamId: TeamID
+    public var campaignId: CampaignID
+    public var userId: UserID
+    public var orderId: OrderID
+    public var reason: JoinRejection
+    public var resolution: JoinResolution
+    public var newTeamId: TeamID?
+    public var rejectedAt: Date
+
+    public init(teamId: TeamID, campaignId: CampaignID, userId: UserID, orderId: OrderID, reason: JoinRejection, resolution: JoinResolution, newTeamId: TeamID? = nil, rejectedAt: Date) {
+        self.teamId = teamId
+        self.campaignId = campaignId
+        self.userId = userId
+        self.orderId = orderId
+        self.reason = reason
+        self.resolution = resolution
+        self.newTeamId = newTeamId
+        self.rejectedAt = rejectedAt
     }
 }
 
@@ -798,6 +850,7 @@ extension EventCatalog {
     /// Every event type of every topic.
     public static let all: [any DomainEvent.Type] = [
         CampaignPublished.self,
+        CampaignUpdated.self,
         CampaignPaused.self,
         CampaignResumed.self,
         CampaignEnded.self,
@@ -806,6 +859,7 @@ extension EventCatalog {
         StockReleased.self,
         TeamOpened.self,
         TeamMemberJoined.self,
+        TeamJoinRejected.self,
         TeamMemberLeft.self,
         TeamLeaderChanged.self,
         TeamCompleted.self,

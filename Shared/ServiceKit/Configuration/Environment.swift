@@ -83,6 +83,23 @@ public struct ServiceSettings: Sendable {
     /// Tuning for librdkafka's mock broker (short fetch waits and sessions).
     public var localBroker: Bool
 
+    public init(
+        serviceName: String, host: String = "127.0.0.1", port: Int, database: PostgresConfiguration, databasePoolSize: Int = 16,
+        kafkaBrokers: String, tokenKeys: TokenKeys, logLevel: String = "info", outboxRetention: Duration = .seconds(7 * 24 * 3600),
+        localBroker: Bool = false
+    ) {
+        self.serviceName = serviceName
+        self.host = host
+        self.port = port
+        self.database = database
+        self.databasePoolSize = databasePoolSize
+        self.kafkaBrokers = kafkaBrokers
+        self.tokenKeys = tokenKeys
+        self.logLevel = logLevel
+        self.outboxRetention = outboxRetention
+        self.localBroker = localBroker
+    }
+
     /// Reads the settings; problems are collected in `environment`.
     public static func read(service: String, from environment: inout EnvironmentReader) -> ServiceSettings {
         let database = environment.database("FISSION_DATABASE_URL")

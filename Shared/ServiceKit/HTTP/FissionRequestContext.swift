@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 
@@ -16,6 +17,10 @@ public struct FissionRequestContext: RequestContext {
 
     /// Bodies above this are refused with 413 before decoding.
     public var maxUploadSize: Int { 64 * 1024 }
+
+    /// Same JSON conventions as events: RFC 3339 times.
+    public var responseEncoder: JSONEncoder { .fission }
+    public var requestDecoder: JSONDecoder { .fission }
 
     /// The caller, who must hold `role`: 401 without a valid token, 403 without the role.
     public func require(_ role: Role) throws -> Identity {

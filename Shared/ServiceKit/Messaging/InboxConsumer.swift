@@ -11,6 +11,11 @@ public struct EventHandler: Sendable {
     public let eventType: String
     let handle: @Sendable (_ value: [UInt8], _ connection: PostgresConnection) async throws -> Void
 
+    /// Runs the handler on a raw message value (contract tests feed examples through this).
+    public func callAsFunction(_ value: [UInt8], on connection: PostgresConnection) async throws {
+        try await handle(value, connection)
+    }
+
     /// Handles `Payload` events: decoding failures go to the dead-letter topic at once.
     public static func on<Payload: DomainEvent>(
         _ type: Payload.Type,
