@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "fission", targets: ["FissionCommand"]),
         .executable(name: "campaigns", targets: ["campaigns"]),
+        .executable(name: "assists", targets: ["assists"]),
         .executable(name: "fission-broker", targets: ["FissionBroker"]),
         .executable(name: "fission-bench", targets: ["FissionBench"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -70,7 +71,7 @@ let package = Package(
         ),
         .target(
             name: "Domain",
-            dependencies: [],
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/Domain",
             swiftSettings: strict
         ),
@@ -120,6 +121,29 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Services/Campaigns/campaigns",
+            swiftSettings: strict
+        ),
+
+        .target(
+            name: "AssistsService",
+            dependencies: [
+                "ServiceKit", "Domain", "Postgres", "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Assists/AssistsService",
+            resources: [.copy("Migrations")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "assists",
+            dependencies: [
+                "AssistsService", "ServiceKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Services/Assists/assists",
             swiftSettings: strict
         ),
 
@@ -180,6 +204,15 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             path: "Tests/CampaignsTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "AssistsTests",
+            dependencies: [
+                "AssistsService", "ServiceKit", "Domain", "Kafka", "Postgres", "FissionTesting", "assists",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/AssistsTests",
             swiftSettings: strict
         ),
         .testTarget(

@@ -70,8 +70,3 @@ public enum CampaignsService {
 
     static let consumedTopics = [Topics.order.name, Topics.task.name]
 }
-
-public struct ServiceStartError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}

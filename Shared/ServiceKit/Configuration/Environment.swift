@@ -137,3 +137,9 @@ public struct ServiceSettings: Sendable {
             }
     }
 }
+
+/// A service could not start for a reason of its own making (a missing resource, ...).
+public struct ServiceStartError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 import Hummingbird
 import Logging
@@ -29,5 +30,15 @@ public struct FissionRequestContext: RequestContext {
             throw Problem.forbidden("this needs the \(role.rawValue) role")
         }
         return identity
+    }
+}
+
+extension FissionRequestContext {
+    /// An id from the path; one that is not a UUID names nothing, so 404.
+    public func pathID<ID: EntityID>(_ name: String) throws -> ID {
+        guard let text = parameters.get(name), let id = ID(text) else {
+            throw Problem.notFound("no such \(name)")
+        }
+        return id
     }
 }

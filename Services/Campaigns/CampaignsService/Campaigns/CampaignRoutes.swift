@@ -48,7 +48,7 @@ struct CampaignRoutes {
     /// Replaces the terms of a draft; a published campaign's promises are fixed (stock can grow).
     @Sendable func update(_ request: Request, context: FissionRequestContext) async throws -> CampaignView {
         let merchant = try context.require(.merchant)
-        let id: CampaignID = try pathID(context, "id")
+        let id: CampaignID = try context.pathID("id")
         var request = request
         let draft = try decodeBody(CampaignDraft.self, from: try await request.collectBody(upTo: context.maxUploadSize))
         try draft.validate()
@@ -72,7 +72,7 @@ struct CampaignRoutes {
         _ request: Request, _ context: FissionRequestContext, from allowed: Set<CampaignStatus>, to target: CampaignStatus
     ) async throws -> CampaignView {
         let merchant = try context.require(.merchant)
-        let id: CampaignID = try pathID(context, "id")
+        let id: CampaignID = try context.pathID("id")
         return try await runtime.pool.withTransaction { connection in
             let campaign = try await owned(id, by: merchant, on: connection, lock: true)
             if campaign.status == target { return campaign }  // a retried request changes nothing
@@ -113,7 +113,7 @@ struct CampaignRoutes {
     /// Adds stock to a published campaign (the one change allowed after publishing).
     @Sendable func addStock(_ request: Request, context: FissionRequestContext) async throws -> Response {
         let merchant = try context.require(.merchant)
-        let id: CampaignID = try pathID(context, "id")
+        let id: CampaignID = try context.pathID("id")
         return try await runtime.idempotency.run(
             request, context: context, scope: merchant.userID.rawValue, keyRequired: false, status: .ok
         ) { body, connection in
@@ -141,7 +141,7 @@ struct CampaignRoutes {
     /// Operators approve or reject campaigns; a rejected one cannot be published.
     @Sendable func audit(_ request: Request, context: FissionRequestContext) async throws -> CampaignView {
         _ = try context.require(.operator)
-        let id: CampaignID = try pathID(context, "id")
+        let id: CampaignID = try context.pathID("id")
         var request = request
         let decision = try decodeBody(AuditDecision.self, from: try await request.collectBody(upTo: context.maxUploadSize))
         guard ["approved", "rejected"].contains(decision.status) else {
@@ -158,7 +158,7 @@ struct CampaignRoutes {
     /// Shoppers (and anonymous visitors) see published, paused and ended campaigns; the owning
     /// merchant also sees drafts.
     @Sendable func read(_ request: Request, context: FissionRequestContext) async throws -> CampaignView {
-        let id: CampaignID = try pathID(context, "id")
+        let id: CampaignID = try context.pathID("id")
         guard let campaign = try await runtime.pool.withConnection({ try await CampaignStore.find(id, on: $0) }) else {
             throw Problem.notFound("no campaign \(id)")
         }
@@ -206,11 +206,3 @@ struct CampaignRoutes {
 }
 
 extension CampaignView: ResponseEncodable {}
-
-/// An id from the path; one that is not a UUID names nothing, so 404.
-func pathID<ID: EntityID>(_ context: FissionRequestContext, _ name: String) throws -> ID {
-    guard let text = context.parameters.get(name), let id = ID(text) else {
-        throw Problem.notFound("no such \(name)")
-    }
-    return id
-}

@@ -95,7 +95,7 @@ struct StatisticsRoutes {
 
     private func ownedCampaign(_ context: FissionRequestContext, _ connection: PostgresConnection) async throws -> CampaignID {
         let merchant = try context.require(.merchant)
-        let id: CampaignID = try pathID(context, "id")
+        let id: CampaignID = try context.pathID("id")
         guard let campaign = try await CampaignStore.find(id, on: connection), campaign.merchantId == merchant.userID else {
             throw Problem.notFound("no campaign \(id) of yours")
         }

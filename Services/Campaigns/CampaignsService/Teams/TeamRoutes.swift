@@ -29,7 +29,7 @@ struct TeamRoutes {
     }
 
     @Sendable func team(_ request: Request, context: FissionRequestContext) async throws -> TeamView {
-        let id: TeamID = try pathID(context, "id")
+        let id: TeamID = try context.pathID("id")
         return try await runtime.pool.withConnection { connection in
             guard let row = try await connection.query(
                 "SELECT id, campaign_id, status, leader_id, size, deadline, virtual_members FROM teams WHERE id = \(id.rawValue)"
@@ -39,7 +39,7 @@ struct TeamRoutes {
     }
 
     @Sendable func openTeams(_ request: Request, context: FissionRequestContext) async throws -> [TeamView] {
-        let campaign: CampaignID = try pathID(context, "id")
+        let campaign: CampaignID = try context.pathID("id")
         return try await runtime.pool.withConnection { connection in
             let rows = try await connection.query(
                 """

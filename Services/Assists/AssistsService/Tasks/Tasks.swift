@@ -1,0 +1,316 @@
+import Domain
+import Foundation
+import Hummingbird
+import Postgres
+import ServiceKit
+
+/// A task's state as shoppers see it.
+struct TaskState: ResponseEncodable, Codable, Sendable {
+    var taskId: TaskID
+    var campaignId: CampaignID
+    var kind: CampaignKind
+    var initiatorId: UserID
+    var status: String
+    var listPrice: Money
+    var priceNow: Money
+    /// Left to cut before the floor (bargain); zero for unlock tasks.
+    var amountLeft: Money
+    var helperCount: Int
+    /// Helpers still needed at most: the promise, counted down.
+    var helpersLeftAtMost: Int
+    var deadline: Date
+    var secondsLeft: Int
+    var seedHash: String
+    /// Revealed once the task has ended.
+    var seed: String?
+    var payBy: Date?
+}
+
+/// Why a help was not counted: each a distinct problem type.
+enum HelpRefusal {
+    static let ownTask = Problem(.forbidden, kind: "own-task", title: "You cannot help your own task")
+    static let alreadyHelped = Problem(.conflict, kind: "already-helped", title: "You already helped this task")
+    static let taskClosed = Problem(.conflict, kind: "task-closed", title: "This task is complete or has expired")
+    static let dailyLimit = Problem(.tooManyRequests, kind: "daily-limit", title: "You reached today's help limit")
+    static let deviceLimit = Problem(.tooManyRequests, kind: "device-limit", title: "This device reached today's help limit")
+    static let networkLimit = Problem(.tooManyRequests, kind: "network-limit", title: "This network reached today's help limit")
+}
+
+/// When a help is suspicious enough to wait for an operator instead of counting.
+public struct FraudRules: Sendable {
+    /// More than this many helps from one device within `window` are held.
+    public var deviceBurst = 5
+    /// More than this many helps from one network within `window` are held.
+    public var networkBurst = 30
+    public var window: Duration = .seconds(60)
+    public init() {}
+}
+
+/// A help as it arrives: who, from which device and network.
+struct HelpRequest: Sendable {
+    var task: TaskID
+    var helper: UserID
+    var device: String?
+    var network: String?
+}
+
+enum HelpOutcome: Sendable {
+    case counted(TaskState, cut: Money)
+    case held(TaskState)
+}
+
+enum TaskBook {
+    static let expiryJob = "task-expiry"
+
+    static let columns: PostgresSQLFragment = """
+        id, campaign_id, kind, initiator_id, currency, list_price, floor_price, price_now, promised_helpers, helper_count,
+        status, seed, seed_hash, schedule, deadline, pay_by
+        """
+
+    struct Row {
+        var id: TaskID
+        var campaign: CampaignID
+        var kind: CampaignKind
+        var initiator: UserID
+        var currency: Currency
+        var listPrice: Int64
+        var floorPrice: Int64
+        var priceNow: Int64
+        var promised: Int
+        var helperCount: Int
+        var status: String
+        var seed: String
+        var seedHash: String
+        var schedule: CutSchedule?
+        var deadline: Date
+        var payBy: Date?
+
+        init(_ row: PostgresRow) throws {
+            id = TaskID(rawValue: try row.decode("id"))
+            campaign = CampaignID(rawValue: try row.decode("campaign_id"))
+            kind = CampaignKind(rawValue: try row.decode("kind")) ?? .bargain
+            initiator = UserID(rawValue: try row.decode("initiator_id"))
+            currency = Currency(rawValue: try row.decode("currency"))
+            listPrice = try row.decode("list_price")
+            floorPrice = try row.decode("floor_price")
+            priceNow = try row.decode("price_now")
+            promised = try row.decode("promised_helpers")
+            helperCount = try row.decode("helper_count")
+            status = try row.decode("status")
+            seed = try row.decode("seed")
+            seedHash = try row.decode("seed_hash")
+            schedule = try row.decode("schedule", as: PostgresJSON<CutSchedule?>.self).value
+            deadline = try row.decode("deadline")
+            payBy = try row.decode("pay_by")
+        }
+
+        var state: TaskState {
+            let ended = status != "open"
+            return TaskState(
+                taskId: id, campaignId: campaign, kind: kind, initiatorId: initiator, status: status,
+                listPrice: Money(listPrice, currency), priceNow: Money(priceNow, currency),
+                amountLeft: Money(priceNow - floorPrice, currency), helperCount: helperCount,
+                helpersLeftAtMost: ended ? 0 : max(0, promised - helperCount), deadline: deadline,
+                secondsLeft: ended ? 0 : max(0, Int(deadline.timeIntervalSinceNow)), seedHash: seedHash,
+                seed: ended ? seed : nil, payBy: payBy)
+        }
+    }
+
+    static func find(_ id: TaskID, on connection: PostgresConnection, lock: Bool = false) async throws -> Row? {
+        let rows = lock
+            ? try await connection.query("SELECT \(columns) FROM tasks WHERE id = \(id.rawValue) FOR UPDATE")
+            : try await connection.query("SELECT \(columns) FROM tasks WHERE id = \(id.rawValue)")
+        return try rows.first.map(Row.init)
+    }
+
+    /// Starts a task; a bargain applies the initiator's first cut at once.
+    static func start(campaign: CampaignID, initiator: UserID, correlation: String?, on connection: PostgresConnection) async throws -> TaskState {
+        guard let (status, terms) = try await ReadModels.rules(campaign, on: connection) else {
+            throw Problem.invalidField("campaignId", "is not a campaign assists knows of (yet)")
+        }
+        let now = Date()
+        guard status == "published", terms.startsAt <= now, now < terms.endsAt else {
+            throw Problem.conflict(kind: "campaign-not-on-sale", "the campaign is not running")
+        }
+        let started = try await connection.query(
+            "SELECT count(*)::int8 AS n FROM tasks WHERE campaign_id = \(campaign.rawValue) AND initiator_id = \(initiator.rawValue)"
+        ).single().decode("n", as: Int.self)
+        guard started < terms.perUserLimit else {
+            throw Problem.conflict(kind: "task-limit", "you already started \(started) task(s) on this campaign")
+        }
+        let seed = CutSchedule.newSeed()
+        let id = TaskID()
+        let currency = terms.listPrice.currency
+        var schedule: CutSchedule?
+        var floor: Int64 = 0
+        var priceNow = terms.listPrice.amount
+        var promised: Int
+        var limitSeconds: Int
+        switch terms.kind {
+        case .bargain:
+            guard let rules = terms.bargain else { throw Problem.conflict(kind: "campaign-not-on-sale", "the campaign has no bargain rules") }
+            let cuts = CutSchedule(rules: rules, listPrice: terms.listPrice, seed: seed)
+            schedule = cuts
+            floor = rules.floorPrice.amount
+            priceNow -= cuts.firstCut
+            promised = rules.maxHelpers
+            limitSeconds = rules.taskTimeLimitSeconds
+        case .unlock:
+            guard let rules = terms.unlock else { throw Problem.conflict(kind: "campaign-not-on-sale", "the campaign has no unlock rules") }
+            floor = priceNow
+            promised = rules.helpersRequired
+            limitSeconds = rules.taskTimeLimitSeconds
+        case .groupBuy:
+            throw Problem.invalidField("campaignId", "is a group-buy campaign; tasks are for bargain and unlock campaigns")
+        }
+        let deadline = min(now.addingTimeInterval(TimeInterval(limitSeconds)), terms.endsAt)
+        try await connection.query(
+            """
+            INSERT INTO tasks (id, campaign_id, kind, initiator_id, currency, list_price, floor_price, price_now, promised_helpers,
+                               status, seed, seed_hash, schedule, deadline)
+            VALUES (\(id.rawValue), \(campaign.rawValue), \(terms.kind.rawValue), \(initiator.rawValue), \(currency.rawValue),
+                    \(terms.listPrice.amount), \(floor), \(priceNow), \(promised), 'open', \(seed), \(CutSchedule.commitment(to: seed)),
+                    \(PostgresJSON(schedule)), \(deadline))
+            """)
+        try await Schedule.at(deadline, kind: expiryJob, key: id.description, on: connection)
+        try await Outbox.append(
+            AssistTaskStarted(
+                taskId: id, campaignId: campaign, kind: terms.kind, initiatorId: initiator, listPrice: terms.listPrice,
+                floorPrice: terms.kind == .bargain ? Money(floor, currency) : nil, priceNow: Money(priceNow, currency),
+                helpersRequired: terms.kind == .unlock ? promised : nil, maxHelpers: promised,
+                seedHash: CutSchedule.commitment(to: seed), deadline: deadline, startedAt: now),
+            correlationID: correlation, on: connection)
+        return try await find(id, on: connection)!.state
+    }
+
+    /// One help, in one transaction: the task row is locked, every limit checked, and the help
+    /// row's unique (task, helper) key refuses a second help even from concurrent requests.
+    static func help(_ request: HelpRequest, fraud: FraudRules, correlation: String?, on connection: PostgresConnection) async throws -> HelpOutcome {
+        guard var task = try await find(request.task, on: connection, lock: true) else { throw Problem.notFound("no task \(request.task)") }
+        guard request.helper != task.initiator else { throw HelpRefusal.ownTask }
+        let now = Date()
+        guard task.status == "open", now < task.deadline else { throw HelpRefusal.taskClosed }
+        guard let (_, terms) = try await ReadModels.rules(task.campaign, on: connection) else { throw HelpRefusal.taskClosed }
+
+        let helpID = HelpID()
+        let newUser = try await connection.query(
+            "SELECT 1 FROM paid_users WHERE user_id = \(request.helper.rawValue)").isEmpty
+        let referral = try await connection.query(
+            """
+            SELECT share_id, sharer_id FROM share_clicks
+            WHERE campaign_id = \(task.campaign.rawValue) AND clicker_id = \(request.helper.rawValue)
+              AND sharer_id <> \(request.helper.rawValue) AND clicked_at > \(now.addingTimeInterval(-7 * 86_400))
+            ORDER BY clicked_at DESC LIMIT 1
+            """).first
+        let shareID = try referral.map { ShareID(rawValue: try $0.decode("share_id")) }
+        let referrer = try referral.map { UserID(rawValue: try $0.decode("sharer_id")) }
+        let inserted = try await connection.query(
+            """
+            INSERT INTO helps (id, task_id, helper_id, state, new_user, device_id, network, share_id, referrer_id)
+            VALUES (\(helpID.rawValue), \(task.id.rawValue), \(request.helper.rawValue), 'held', \(newUser),
+                    \(request.device), \(request.network), \(shareID?.rawValue), \(referrer?.rawValue))
+            ON CONFLICT (task_id, helper_id) DO NOTHING
+            """).affectedRows == 1
+        guard inserted else { throw HelpRefusal.alreadyHelped }
+
+        let rules = terms.bargain
+        try await countLimit("helper:\(request.helper.rawValue)", limit: rules?.helperDailyLimit ?? 0, refusal: HelpRefusal.dailyLimit, on: connection)
+        if let device = request.device {
+            try await countLimit("device:\(task.campaign):\(device)", limit: rules?.deviceLimit ?? 0, refusal: HelpRefusal.deviceLimit, on: connection)
+        }
+        if let network = request.network {
+            try await countLimit("network:\(task.campaign):\(network)", limit: rules?.networkLimit ?? 0, refusal: HelpRefusal.networkLimit, on: connection)
+        }
+
+        if let reason = try await suspicion(request, fraud: fraud, excluding: helpID, on: connection) {
+            try await Outbox.append(
+                AssistHeldForReview(taskId: task.id, campaignId: task.campaign, helpId: helpID, helperId: request.helper, reason: reason, heldAt: now),
+                correlationID: correlation, on: connection)
+            return .held(task.state)
+        }
+        let cut = try await count(helpID, helper: request.helper, newUser: newUser, shareID: shareID, referrer: referrer,
+                                  task: &task, terms: terms, correlation: correlation, on: connection)
+        return .counted(task.state, cut: Money(cut, task.currency))
+    }
+
+    /// Counts a help on a locked task: its cut, the task's new state, completion.
+    static func count(
+        _ helpID: HelpID, helper: UserID, newUser: Bool, shareID: ShareID?, referrer: UserID?, task: inout Row, terms: CampaignTerms,
+        correlation: String?, on connection: PostgresConnection
+    ) async throws -> Int64 {
+        let step = task.helperCount + 1
+        let cut = task.schedule?.cut(helper: step, left: task.priceNow - task.floorPrice, newUser: newUser) ?? 0
+        task.priceNow -= cut
+        task.helperCount = step
+        let now = Date()
+        let complete = task.kind == .bargain ? task.priceNow == task.floorPrice : step >= task.promised
+        if complete {
+            task.status = "completed"
+            task.payBy = now.addingTimeInterval(TimeInterval(terms.bargain?.payWindowSeconds ?? 1_800))
+        }
+        try await connection.query(
+            "UPDATE helps SET state = 'counted', step = \(step), cut = \(cut), counted_at = now() WHERE id = \(helpID.rawValue)")
+        try await connection.query(
+            """
+            UPDATE tasks SET price_now = \(task.priceNow), helper_count = \(step), status = \(task.status), pay_by = \(task.payBy),
+                ended_at = CASE WHEN \(complete) THEN now() ELSE NULL END
+            WHERE id = \(task.id.rawValue)
+            """)
+        let state = task.state
+        try await Outbox.append(
+            AssistRecorded(
+                taskId: task.id, campaignId: task.campaign, initiatorId: task.initiator, helpId: helpID, helperId: helper,
+                cut: Money(cut, task.currency), priceNow: state.priceNow, amountLeft: state.amountLeft, helperCount: step,
+                helpersLeftAtMost: state.helpersLeftAtMost, newUser: newUser, shareId: shareID, referrerId: referrer, recordedAt: now),
+            correlationID: correlation, on: connection)
+        if complete {
+            try await Schedule.cancel(kind: expiryJob, key: task.id.description, on: connection)
+            try await Outbox.append(
+                AssistTaskCompleted(
+                    taskId: task.id, campaignId: task.campaign, kind: task.kind, initiatorId: task.initiator, finalPrice: state.priceNow,
+                    helperCount: step, payBy: task.payBy!, seed: task.seed, completedAt: now),
+                correlationID: correlation, on: connection)
+        }
+        return cut
+    }
+
+    /// Adds one to a per-day counter; over `limit` (0 = no limit) refuses, rolling everything back.
+    static func countLimit(_ scope: String, limit: Int, refusal: Problem, on connection: PostgresConnection) async throws {
+        guard limit > 0 else { return }
+        let count = try await connection.query(
+            """
+            INSERT INTO help_limits (scope, day, count) VALUES (\(scope), current_date, 1)
+            ON CONFLICT (scope, day) DO UPDATE SET count = help_limits.count + 1 RETURNING count
+            """).single().decode("count", as: Int.self)
+        if count > limit { throw refusal }
+    }
+
+    /// Velocity rules: a burst of helps from one device or network is held for review.
+    static func suspicion(_ request: HelpRequest, fraud: FraudRules, excluding help: HelpID, on connection: PostgresConnection) async throws -> String? {
+        let since = Date().addingTimeInterval(-Double(fraud.window.components.seconds))
+        if let device = request.device {
+            let recent = try await connection.query(
+                "SELECT count(*)::int8 AS n FROM helps WHERE device_id = \(device) AND created_at > \(since) AND id <> \(help.rawValue)"
+            ).single().decode("n", as: Int.self)
+            if recent >= fraud.deviceBurst { return "deviceBurst: \(recent + 1) helps from one device within \(fraud.window)" }
+        }
+        if let network = request.network {
+            let recent = try await connection.query(
+                "SELECT count(*)::int8 AS n FROM helps WHERE network = \(network) AND created_at > \(since) AND id <> \(help.rawValue)"
+            ).single().decode("n", as: Int.self)
+            if recent >= fraud.networkBurst { return "networkBurst: \(recent + 1) helps from one network within \(fraud.window)" }
+        }
+        return nil
+    }
+
+    /// The task's deadline: expire it if still open, exactly once (row lock + status check).
+    static func deadlinePassed(_ job: ScheduledJob, _ connection: PostgresConnection) async throws {
+        guard let id = TaskID(job.key), let task = try await find(id, on: connection, lock: true), task.status == "open" else { return }
+        try await connection.query("UPDATE tasks SET status = 'expired', ended_at = now() WHERE id = \(id.rawValue)")
+        try await Outbox.append(
+            AssistTaskExpired(
+                taskId: id, campaignId: task.campaign, kind: task.kind, initiatorId: task.initiator,
+                priceReached: Money(task.priceNow, task.currency), helperCount: task.helperCount, seed: task.seed, expiredAt: Date()),
+            correlationID: nil, on: connection)
+    }
+}
