@@ -1,0 +1,145 @@
+@testable import AssistsService
+import Domain
+import FissionTesting
+import Foundation
+import Postgres
+import ServiceKit
+import Synchronization
+import Testing
+
+@Suite("Helps")
+struct HelpTests {
+    @Test func thousandConcurrentHelpsOnATaskPromisingThirtyCountExactlyThirtyAndTheCutsSumExactly() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 30), on: pool)
+            let task = try await startTask(campaign, on: pool)
+            let helpers = (0..<1_000).map { "u-\($0)" }
+            try await markPaid(helpers, on: pool)
+            let outcomes = Tally()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for helper in helpers {
+                    group.addTask {
+                        let refusal = try await help(task.taskId, by: helper, on: pool) ?? "counted"
+                        await outcomes.add(refusal)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(await outcomes.counts == ["counted": 30, "task-closed": 970])
+            let final = try await pool.withConnection { try await TaskBook.find(task.taskId, on: $0)! }
+            #expect(final.status == "completed")
+            #expect(final.priceNow == 0)
+            let cuts = try await pool.query("SELECT cut FROM helps WHERE task_id = \(task.taskId.rawValue) AND state = 'counted' ORDER BY step")
+                .map { try $0.decode("cut", as: Int64.self) }
+            #expect(cuts.count == 30)
+            #expect(cuts.allSatisfy { $0 >= 1 })
+            #expect(3990 - task.priceNow.amount + cuts.reduce(0, +) == 3990, "first cut plus helpers' cuts is the whole span")
+            #expect(try await emitted(AssistRecorded.self, on: pool).count == 30)
+            #expect(try await emitted(AssistTaskCompleted.self, on: pool).count == 1)
+        }
+    }
+
+    @Test func fiftyConcurrentHelpsBySameHelperCountOnce() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 30), on: pool)
+            let task = try await startTask(campaign, on: pool)
+            let outcomes = Tally()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<50 {
+                    group.addTask {
+                        let refusal = try await help(task.taskId, by: "u-eager", on: pool) ?? "counted"
+                        await outcomes.add(refusal)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(await outcomes.counts == ["counted": 1, "already-helped": 49])
+            let counted = try await pool.query("SELECT count(*)::int8 AS n FROM helps").single().decode("n", as: Int.self)
+            #expect(counted == 1)
+        }
+    }
+
+    @Test func verificationProcedureReproducesEveryCutFromTheRevealedSeed() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 12), on: pool)
+            let task = try await startTask(campaign, on: pool)
+            // A mix of new users (never paid) and returning buyers.
+            try await markPaid((0..<12).filter { $0 % 3 != 0 }.map { "u-\($0)" }, on: pool)
+            for index in 0..<12 { #expect(try await help(task.taskId, by: "u-\(index)", on: pool) == nil) }
+            let ended = try await pool.withConnection { try await TaskBook.find(task.taskId, on: $0)! }
+            #expect(CutSchedule.commitment(to: ended.seed) == task.seedHash, "the seed matches the hash published at the start")
+            let helps = try await pool.query("SELECT new_user, cut FROM helps WHERE task_id = \(task.taskId.rawValue) ORDER BY step")
+            let flags = try helps.map { try $0.decode("new_user", as: Bool.self) }
+            let recorded = [3990 - task.priceNow.amount] + (try helps.map { try $0.decode("cut", as: Int64.self) })
+            let schedule = CutSchedule(rules: bargainTerms(helpers: 12).bargain!, listPrice: Money(3990, .cny), seed: ended.seed)
+            #expect(schedule.replay(newUserFlags: flags) == recorded)
+            #expect(flags.filter { $0 }.count == 4)
+            let completed = try #require(try await emitted(AssistTaskCompleted.self, on: pool).first)
+            #expect(completed.seed == ended.seed)
+        }
+    }
+
+    @Test func refusalsHaveDistinctTypesAndChangeNothing() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 30, dailyLimit: 2, deviceLimit: 3), on: pool)
+            let tasks = [
+                try await startTask(campaign, initiator: "u-a", on: pool), try await startTask(campaign, initiator: "u-b", on: pool),
+                try await startTask(campaign, initiator: "u-c", on: pool),
+            ]
+            #expect(try await help(tasks[0].taskId, by: "u-a", on: pool) == "own-task")
+            #expect(try await help(tasks[0].taskId, by: "u-helper", on: pool) == nil)
+            #expect(try await help(tasks[0].taskId, by: "u-helper", on: pool) == "already-helped")
+            #expect(try await help(tasks[1].taskId, by: "u-helper", on: pool) == nil)
+            #expect(try await help(tasks[2].taskId, by: "u-helper", on: pool) == "daily-limit")
+            for (index, task) in tasks.enumerated() {
+                #expect(try await help(task.taskId, by: "u-device-\(index)", device: "phone-1", on: pool) == nil)
+            }
+            #expect(try await help(tasks[0].taskId, by: "u-device-9", device: "phone-1", on: pool) == "device-limit")
+            let helps = try await pool.query("SELECT count(*)::int8 AS n FROM helps").single().decode("n", as: Int.self)
+            #expect(helps == 5, "refused helps leave no row")
+            try await pool.query("UPDATE tasks SET deadline = now() - interval '1 second' WHERE id = \(tasks[1].taskId.rawValue)")
+            #expect(try await help(tasks[1].taskId, by: "u-late", on: pool) == "task-closed")
+            #expect(try await help(TaskID(), by: "u-late", on: pool) == "not-found")
+        }
+    }
+
+    @Test func suspiciousBurstsFromOneDeviceAreHeldInsteadOfCounted() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 30), on: pool)
+            let task = try await startTask(campaign, on: pool)
+            var fraud = FraudRules()
+            fraud.deviceBurst = 2
+            for index in 0..<4 {
+                #expect(try await help(task.taskId, by: "u-\(index)", device: "farm-phone", fraud: fraud, on: pool) == nil)
+            }
+            let held = try await emitted(AssistHeldForReview.self, on: pool)
+            #expect(held.count == 2)
+            #expect(try await emitted(AssistRecorded.self, on: pool).count == 2)
+            let state = try await pool.withConnection { try await TaskBook.find(task.taskId, on: $0)! }
+            #expect(state.helperCount == 2, "held helps are not counted")
+        }
+    }
+
+    @Test func tasksExpireExactlyOnceWithTwoSchedulers() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 30), on: pool)
+            var tasks: [TaskID] = []
+            for index in 0..<10 { tasks.append(try await startTask(campaign, initiator: "u-\(index)", on: pool).taskId) }
+            try await pool.query("UPDATE scheduled_jobs SET due_at = now() - interval '1 second'")
+            let schedulers = (0..<2).map { _ in Scheduler(pool: pool, handlers: AssistsService.scheduledJobs) }
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for scheduler in schedulers { group.addTask { try await scheduler.runDueJobs() } }
+                try await group.waitForAll()
+            }
+            let expired = try await emitted(AssistTaskExpired.self, on: pool)
+            #expect(expired.count == 10)
+            #expect(Set(expired.map(\.taskId)) == Set(tasks))
+            #expect(expired.allSatisfy { CutSchedule.commitment(to: $0.seed).count == 64 })
+        }
+    }
+}
+
+actor Tally {
+    var counts: [String: Int] = [:]
+    func add(_ key: String) { counts[key, default: 0] += 1 }
+}
