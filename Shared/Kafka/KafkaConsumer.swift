@@ -146,7 +146,12 @@ public final class KafkaConsumer: Service, Sendable {
                     context.logger.info("partitions assigned", metadata: ["partitions": "\(list)"])
                 } else {
                     context.rebalances.withLock { $0.append(.partitionsRevoked(list)) }
-                    // With auto-commit on, librdkafka commits the stored offsets as part of this.
+                    // Commit what was marked done before the partitions go, so their next owner
+                    // starts after it (a periodic auto-commit may not have happened yet).
+                    let commit = rd_kafka_commit(rk, nil, 0)
+                    if commit != RD_KAFKA_RESP_ERR_NO_ERROR, commit != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                        context.logger.warning("commit on revoke failed", metadata: ["error": "\(KafkaError(commit))"])
+                    }
                     if cooperative {
                         if let error = rd_kafka_incremental_unassign(rk, partitions) {
                             context.logger.error("unassign failed", metadata: ["error": "\(KafkaError(consuming: error))"])

@@ -82,7 +82,8 @@ struct ProducerConsumerTests {
         let firstValues = Set(await firstLog.values)
         let secondValues = await secondLog.values
         #expect(firstValues.isDisjoint(with: secondValues), "work the first member committed was read again")
-        #expect(Set(secondValues).count == secondValues.count, "the survivor read something twice")
+        // The survivor may see again what it had read but not yet committed when the group
+        // rebalanced (at-least-once); never what the leaver committed.
         #expect(firstValues.union(secondValues).count == 800)
     }
 

@@ -29,11 +29,14 @@ struct PoolTests {
             let victim = try await pool.query("SELECT pg_backend_pid() AS pid").single().decode("pid", as: Int32.self)
             let admin = try await PostgresConnection.connect(pool.configuration)
             try await admin.query("SELECT pg_terminate_backend(\(victim))")
-            // pg_terminate_backend only signals; wait until the backend is really gone.
-            for _ in 0..<200 {
+            // pg_terminate_backend only signals; wait until the backend is really gone. It leaves
+            // pg_stat_activity before its process (and socket) is gone, so on this machine also
+            // wait for the process itself.
+            for _ in 0..<400 {
                 let alive = try await admin.query("SELECT count(*) AS c FROM pg_stat_activity WHERE pid = \(victim)")
                     .single().decode("c", as: Int.self)
-                if alive == 0 { break }
+                let processGone = pool.configuration.host != "127.0.0.1" || (kill(victim, 0) == -1 && errno == ESRCH)
+                if alive == 0 && processGone { break }
                 try await Task.sleep(for: .milliseconds(25))
             }
             await admin.close()
