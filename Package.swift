@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "fission", targets: ["FissionCommand"]),
         .executable(name: "campaigns", targets: ["campaigns"]),
         .executable(name: "assists", targets: ["assists"]),
+        .executable(name: "orders", targets: ["orders"]),
         .executable(name: "fission-broker", targets: ["FissionBroker"]),
         .executable(name: "fission-bench", targets: ["FissionBench"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -147,6 +148,30 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .target(
+            name: "OrdersService",
+            dependencies: [
+                "ServiceKit", "Domain", "Postgres", "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Orders/OrdersService",
+            resources: [.copy("Migrations")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "orders",
+            dependencies: [
+                "OrdersService", "ServiceKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Services/Orders/orders",
+            swiftSettings: strict
+        ),
+
         // MARK: Operator command
         .executableTarget(
             name: "FissionCommand",
@@ -213,6 +238,15 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             path: "Tests/AssistsTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OrdersTests",
+            dependencies: [
+                "OrdersService", "ServiceKit", "Domain", "Kafka", "Postgres", "FissionTesting", "orders",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/OrdersTests",
             swiftSettings: strict
         ),
         .testTarget(

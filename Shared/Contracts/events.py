@@ -16,7 +16,7 @@ A trailing "?" makes a field optional. Each field has an example value.
 TOPICS = {
     "campaigns.campaign.v1": {"producer": "campaigns", "consumers": ["assists", "orders", "notifications"], "key": "campaignId", "partitions": 8},
     "campaigns.team.v1": {"producer": "campaigns", "consumers": ["orders", "notifications"], "key": "teamId", "partitions": 8},
-    "campaigns.share.v1": {"producer": "campaigns", "consumers": ["assists", "levels"], "key": "shareId", "partitions": 8},
+    "campaigns.share.v1": {"producer": "campaigns", "consumers": ["assists", "orders", "levels"], "key": "shareId", "partitions": 8},
     "assists.task.v1": {"producer": "assists", "consumers": ["campaigns", "orders", "levels", "notifications"], "key": "taskId", "partitions": 8},
     "orders.order.v1": {"producer": "orders", "consumers": ["campaigns", "assists", "levels", "notifications"], "key": "orderId", "partitions": 8},
     "levels.member.v1": {"producer": "levels", "consumers": ["notifications"], "key": "userId", "partitions": 8},
@@ -31,7 +31,7 @@ ENUMS = {
     "ShareChannel": ["wechat", "qq", "link", "poster", "other"],
     "OrderPurpose": ["openTeam", "joinTeam", "bargain", "unlock", "plain"],
     "CancellationReason": ["stockRejected", "shopper", "paymentTimeout"],
-    "RefundReason": ["teamExpired", "teamUnavailable", "shopper", "merchant"],
+    "RefundReason": ["teamExpired", "teamUnavailable", "shopper", "merchant", "latePayment"],
     "XPRule": ["shareOpened", "friendHelped", "friendPurchase", "ownPurchase"],
     "DeliveryChannel": ["inbox", "stream", "webhook"],
     "JoinRejection": ["teamFull", "teamExpired"],
@@ -222,6 +222,12 @@ EVENTS = {
             ("purpose", "enum:OrderPurpose", "joinTeam"), ("teamId", "id:TeamID?", T), ("taskId", "id:TaskID?", None),
             ("quantity", "int", 1), ("total", "money", money(2990)), ("shareId", "id:ShareID?", S),
             ("referrerId", "user?", "u-zhang-min"), ("placedAt", "datetime", T0)],
+        "OrderStockReserved": [
+            ("orderId", "id:OrderID", O), ("userId", "user", "u-li-wei"), ("campaignId", "id:CampaignID", C),
+            ("reservedAt", "datetime", T0)],
+        "OrderAwaitingPayment": [
+            ("orderId", "id:OrderID", O), ("userId", "user", "u-li-wei"), ("campaignId", "id:CampaignID", C),
+            ("total", "money", money(2990)), ("paymentIntentId", "string", "pi_7Hq2kK"), ("payBy", "datetime", "2026-11-23T08:15:00Z")],
         "OrderPaid": [
             ("orderId", "id:OrderID", O), ("userId", "user", "u-li-wei"), ("campaignId", "id:CampaignID", C),
             ("purpose", "enum:OrderPurpose", "joinTeam"), ("teamId", "id:TeamID?", T), ("taskId", "id:TaskID?", None),

@@ -26,7 +26,7 @@ public enum Topics {
         consumers: [.orders, .notifications], key: "team id")
     public static let share = Topic(
         name: "campaigns.share.v1", partitions: 8, producer: .campaigns,
-        consumers: [.assists, .levels], key: "share id")
+        consumers: [.assists, .orders, .levels], key: "share id")
     public static let task = Topic(
         name: "assists.task.v1", partitions: 8, producer: .assists,
         consumers: [.campaigns, .orders, .levels, .notifications], key: "task id")

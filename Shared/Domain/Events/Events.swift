@@ -27,7 +27,7 @@ public enum CancellationReason: String, Sendable, Codable, Hashable, CaseIterabl
 }
 
 public enum RefundReason: String, Sendable, Codable, Hashable, CaseIterable {
-    case teamExpired, teamUnavailable, shopper, merchant
+    case teamExpired, teamUnavailable, shopper, merchant, latePayment
 }
 
 public enum XPRule: String, Sendable, Codable, Hashable, CaseIterable {
@@ -600,6 +600,46 @@ public struct OrderPlaced: DomainEvent {
     }
 }
 
+public struct OrderStockReserved: DomainEvent {
+    public static let name = "OrderStockReserved"
+    public static let topic = Topics.order
+    public var aggregateID: String { orderId.description }
+
+    public var orderId: OrderID
+    public var userId: UserID
+    public var campaignId: CampaignID
+    public var reservedAt: Date
+
+    public init(orderId: OrderID, userId: UserID, campaignId: CampaignID, reservedAt: Date) {
+        self.orderId = orderId
+        self.userId = userId
+        self.campaignId = campaignId
+        self.reservedAt = reservedAt
+    }
+}
+
+public struct OrderAwaitingPayment: DomainEvent {
+    public static let name = "OrderAwaitingPayment"
+    public static let topic = Topics.order
+    public var aggregateID: String { orderId.description }
+
+    public var orderId: OrderID
+    public var userId: UserID
+    public var campaignId: CampaignID
+    public var total: Money
+    public var paymentIntentId: String
+    public var payBy: Date
+
+    public init(orderId: OrderID, userId: UserID, campaignId: CampaignID, total: Money, paymentIntentId: String, payBy: Date) {
+        self.orderId = orderId
+        self.userId = userId
+        self.campaignId = campaignId
+        self.total = total
+        self.paymentIntentId = paymentIntentId
+        self.payBy = payBy
+    }
+}
+
 public struct OrderPaid: DomainEvent {
     public static let name = "OrderPaid"
     public static let topic = Topics.order
@@ -872,6 +912,8 @@ extension EventCatalog {
         AssistTaskCompleted.self,
         AssistTaskExpired.self,
         OrderPlaced.self,
+        OrderStockReserved.self,
+        OrderAwaitingPayment.self,
         OrderPaid.self,
         OrderConfirmed.self,
         OrderCancelled.self,
