@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "campaigns", targets: ["campaigns"]),
         .executable(name: "assists", targets: ["assists"]),
         .executable(name: "orders", targets: ["orders"]),
+        .executable(name: "levels", targets: ["levels"]),
         .executable(name: "fission-broker", targets: ["FissionBroker"]),
         .executable(name: "fission-bench", targets: ["FissionBench"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -172,6 +173,29 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .target(
+            name: "LevelsService",
+            dependencies: [
+                "ServiceKit", "Domain", "Postgres", "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Levels/LevelsService",
+            resources: [.copy("Migrations")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "levels",
+            dependencies: [
+                "LevelsService", "ServiceKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Services/Levels/levels",
+            swiftSettings: strict
+        ),
+
         // MARK: Operator command
         .executableTarget(
             name: "FissionCommand",
@@ -247,6 +271,15 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             path: "Tests/OrdersTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LevelsTests",
+            dependencies: [
+                "LevelsService", "ServiceKit", "Domain", "Kafka", "Postgres", "FissionTesting", "levels",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/LevelsTests",
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 
 /// The bargain cut schedule (砍一刀): how much the initiator's first cut and each friend's help
@@ -34,15 +33,10 @@ public struct CutSchedule: Sendable, Hashable, Codable {
     }
 
     /// A fresh secret seed.
-    public static func newSeed() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-    }
+    public static func newSeed() -> String { CommittedRandomness.newSeed() }
 
     /// The commitment published when the task starts: SHA-256 of the seed's text, hex.
-    public static func commitment(to seed: String) -> String {
-        SHA256.hash(data: Data(seed.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
+    public static func commitment(to seed: String) -> String { CommittedRandomness.commitment(to: seed) }
 
     public var seedHash: String { Self.commitment(to: seed) }
 
@@ -50,11 +44,7 @@ public struct CutSchedule: Sendable, Hashable, Codable {
     public var span: Int64 { listPrice.amount - floorPrice.amount }
 
     /// A uniform number in [0, 1) for `step`: the first 8 bytes of HMAC-SHA256(seed, "cut:<step>").
-    func uniform(_ step: Int) -> Double {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data("cut:\(step)".utf8), using: SymmetricKey(data: Data(seed.utf8)))
-        let value = mac.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return Double(value >> 11) / Double(UInt64(1) << 53)
-    }
+    func uniform(_ step: Int) -> Double { CommittedRandomness.uniform(seed: seed, label: "cut:\(step)") }
 
     /// The initiator's own first cut (step 0): within the campaign's range, and leaving at least
     /// one unit for each promised helper.
