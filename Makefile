@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SWIFT_TEST_FLAGS ?=
 
-.PHONY: deps build test clean
+.PHONY: deps build test clean demo dev
 
 deps:
 	@infra/local/install-deps.sh
@@ -15,6 +15,15 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test $(SWIFT_TEST_FLAGS)
+
+# The demo on the built-in local stack: PostgreSQL, the local broker and every service as
+# separate processes; plays a group-buy and a bargain through the real APIs, then stops.
+demo: build
+	.build/debug/fission dev up --demo
+
+# The local stack, kept running until Ctrl-C (URLs and development tokens are printed).
+dev: build
+	.build/debug/fission dev up
 
 clean:
 	rm -rf .build

@@ -200,7 +200,7 @@ let package = Package(
         .executableTarget(
             name: "FissionCommand",
             dependencies: [
-                "Postgres", "ServiceKit", "Domain",
+                "Postgres", "ServiceKit", "Domain", "FissionTesting", "OrdersService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -36,12 +36,42 @@ public enum ChildProcess {
         _ = try spawn(executable, arguments, outputPath: "/dev/null", newSession: true)
     }
 
-    private static func spawn(_ executable: String, _ arguments: [String], outputPath: String, newSession: Bool) throws -> pid_t {
+    /// Starts a long-running child (a service) with extra environment, its output appended to
+    /// `logPath`; returns its pid for `stop`.
+    public static func start(_ executable: String, _ arguments: [String], environment extra: [String: String], logPath: String) throws -> pid_t {
+        var variables = ProcessInfo.processInfo.environment
+        for (key, value) in extra { variables[key] = value }
+        return try spawn(executable, arguments, outputPath: logPath, newSession: false, environment: variables, append: true)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; reaps the child.
+    public static func stop(_ pid: pid_t, grace: TimeInterval = 10) {
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(grace)
+        var status: Int32 = 0
+        while Date() < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid { return }
+            usleep(50_000)
+        }
+        kill(pid, SIGKILL)
+        waitpid(pid, &status, 0)
+    }
+
+    /// Whether the child is still running (reaps it if it exited).
+    public static func isRunning(_ pid: pid_t) -> Bool {
+        var status: Int32 = 0
+        return waitpid(pid, &status, WNOHANG) == 0
+    }
+
+    private static func spawn(
+        _ executable: String, _ arguments: [String], outputPath: String, newSession: Bool,
+        environment: [String: String]? = nil, append: Bool = false
+    ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -53,7 +83,14 @@ public enum ChildProcess {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let result: Int32
+        if let environment {
+            let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+            defer { envp.forEach { free($0) } }
+            result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        } else {
+            result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        }
         guard result == 0 else {
             throw Failure(description: "cannot start \(executable): \(String(cString: strerror(result)))")
         }

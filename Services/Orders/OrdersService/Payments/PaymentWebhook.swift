@@ -34,13 +34,8 @@ struct PaymentWebhook: Sendable {
         api.post("/payments/webhook", use: receive)
     }
 
-    /// The signature a provider sends for `body` at `timestamp` (also used by the simulated
-    /// provider and tests).
     static func signature(body: Data, timestamp: Int, secret: String) -> String {
-        var message = Data("\(timestamp).".utf8)
-        message.append(body)
-        let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Data(secret.utf8)))
-        return "t=\(timestamp),v1=" + mac.map { String(format: "%02x", $0) }.joined()
+        PaymentSignature.header(body: body, timestamp: timestamp, secret: secret)
     }
 
     @Sendable func receive(_ request: Request, context: FissionRequestContext) async throws -> Receipt {
@@ -137,5 +132,16 @@ struct PaymentWebhook: Sendable {
     private func log(_ outcome: String, _ reason: String, context: FissionRequestContext) async throws {
         context.logger.warning("payment webhook refused", metadata: ["reason": "\(reason)"])
         try await runtime.pool.query("INSERT INTO webhook_log (outcome, reason) VALUES (\(outcome), \(reason))")
+    }
+}
+
+/// How the payment provider signs its webhook calls: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+/// "<t>.<body>">`. Public so the simulated provider of the local stack signs like a real one.
+public enum PaymentSignature {
+    public static func header(body: Data, timestamp: Int, secret: String) -> String {
+        var message = Data("\(timestamp).".utf8)
+        message.append(body)
+        let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Data(secret.utf8)))
+        return "t=\(timestamp),v1=" + mac.map { String(format: "%02x", $0) }.joined()
     }
 }

@@ -1,0 +1,141 @@
+import Domain
+import FissionTesting
+import Foundation
+import OrdersService
+import ServiceKit
+
+/// The demo a newcomer runs first: a group-buy team of three forms and completes, and a bargain
+/// is cut to its floor by friends, through the real services and events.
+struct Demo {
+    let stack: LocalStack
+
+    struct DemoFailure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    func play() async throws {
+        let issuer = await DevelopmentTokenIssuer(secret: LocalStack.jwtSecret)
+        func token(_ user: String, _ role: Role = .shopper) async throws -> String {
+            try await issuer.token(for: UserID(rawValue: user), roles: [role])
+        }
+        let merchant = try await token("m-tea-house", .merchant)
+        let campaigns = stack.url("campaigns"), assists = stack.url("assists"), orders = stack.url("orders"), levels = stack.url("levels")
+        let now = Date()
+        let start = EventCoding.formatTimestamp(now.addingTimeInterval(-60))
+        let end = EventCoding.formatTimestamp(now.addingTimeInterval(7 * 86_400))
+
+        say("== 拼团: a team of three ==")
+        let groupBuy = """
+            {"kind":"groupBuy","product":{"sku":"TEA-500G","title":"西湖龙井 500g"},"listPrice":{"amount":3990,"currency":"CNY"},
+             "stock":100,"perUserLimit":2,"startsAt":"\(start)","endsAt":"\(end)",
+             "groupBuy":{"teamSize":3,"groupPrice":{"amount":2990,"currency":"CNY"},"leaderPrice":{"amount":2490,"currency":"CNY"},
+                         "teamTimeLimitSeconds":86400,"virtualFillPercent":0,"latePaymentPolicy":"openNewTeam"}}
+            """
+        let campaign = try await created(HTTP.call("POST", "\(campaigns)/campaigns", token: merchant, json: groupBuy), "create the group-buy campaign")
+        let campaignID = campaign["id"] as! String
+        _ = try await HTTP.call("POST", "\(campaigns)/campaigns/\(campaignID)/publish", token: merchant)
+        say("merchant published 西湖龙井 500g: list ¥39.90, group price ¥29.90, leader price ¥24.90")
+
+        let leader = try await token("u-li-wei")
+        let leaderOrder = try await placeAndPay(campaignID, purpose: "openTeam", team: nil, shopper: leader, name: "Li Wei", orders: orders)
+        let team = try await eventually("the team to open") { () -> [String: Any]? in
+            let teams = try await HTTP.list("\(campaigns)/campaigns/\(campaignID)/teams")
+            return teams.first
+        }
+        let teamID = team["teamId"] as! String
+        say("team \(teamID.prefix(8)) opened, \(team["seatsLeft"] ?? "?") seats left, deadline \(team["deadline"] ?? "")")
+        for (user, name) in [("u-zhang-min", "Zhang Min"), ("u-wang-fang", "Wang Fang")] {
+            _ = try await placeAndPay(campaignID, purpose: "joinTeam", team: teamID, shopper: try await token(user), name: name, orders: orders)
+        }
+        let confirmed = try await eventually("the leader's order to be confirmed") { () -> [String: Any]? in
+            let (_, order) = try await HTTP.call("GET", "\(orders)/orders/\(leaderOrder)", token: leader)
+            return order["state"] as? String == "confirmed" ? order : nil
+        }
+        let teamPage = try await HTTP.call("GET", "\(campaigns)/teams/\(teamID)").1
+        say("team complete: \(teamPage["memberCount"] ?? "?")/\(teamPage["teamSize"] ?? "?") members, status \(teamPage["status"] ?? "?"); Li Wei's order is \(confirmed["state"] ?? "?")")
+
+        say("")
+        say("== 砍一刀: friends cut the price ==")
+        let bargain = """
+            {"kind":"bargain","product":{"sku":"POT-1","title":"紫砂壶"},"listPrice":{"amount":9900,"currency":"CNY"},
+             "stock":20,"perUserLimit":1,"startsAt":"\(start)","endsAt":"\(end)",
+             "bargain":{"floorPrice":{"amount":0,"currency":"CNY"},"maxHelpers":5,"firstCutMin":{"amount":1000,"currency":"CNY"},
+                        "firstCutMax":{"amount":3000,"currency":"CNY"},"newUserCutPercent":150,"taskTimeLimitSeconds":86400,
+                        "payWindowSeconds":1800,"allowBuyAboveFloor":false,"helperDailyLimit":10,"deviceLimit":0,"networkLimit":0}}
+            """
+        let pot = try await created(HTTP.call("POST", "\(campaigns)/campaigns", token: merchant, json: bargain), "create the bargain campaign")
+        let potID = pot["id"] as! String
+        _ = try await HTTP.call("POST", "\(campaigns)/campaigns/\(potID)/publish", token: merchant)
+        let task = try await eventually("assists to learn the campaign and start the task") { () -> [String: Any]? in
+            let (status, body) = try await HTTP.call("POST", "\(assists)/tasks", token: leader, json: "{\"campaignId\":\"\(potID)\"}")
+            return status == 201 ? body : nil
+        }
+        let taskID = task["taskId"] as! String
+        say("Li Wei started a bargain on 紫砂壶 (¥99.00): first cut to \(money(task["priceNow"])), seed hash \(String(describing: task["seedHash"] ?? "").prefix(16))…")
+        for (index, name) in ["Zhang Min", "Wang Fang", "Chen Jie", "Liu Yang", "Zhao Lei"].enumerated() {
+            let (status, body) = try await HTTP.call("POST", "\(assists)/tasks/\(taskID)/helps", token: try await token("u-friend-\(index)"))
+            guard status == 200, let state = body["task"] as? [String: Any] else { throw DemoFailure(description: "help failed: \(status) \(body)") }
+            say("\(name) helped you cut \(money(body["cut"])) — \(money(state["amountLeft"])) and at most \(state["helpersLeftAtMost"] ?? "?") friends to go")
+        }
+        let verification = try await HTTP.call("GET", "\(assists)/tasks/\(taskID)/verification", token: leader).1
+        let cuts = (verification["cuts"] as? [Int]) ?? []
+        say("task complete; seed revealed; cuts \(cuts.map { money(["amount": $0, "currency": "CNY"]) }.joined(separator: " + ")) = ¥\(String(format: "%.2f", Double(cuts.reduce(0, +)) / 100))")
+
+        say("")
+        let level = try await eventually("levels to award XP for the confirmed purchase") { () -> [String: Any]? in
+            let (_, body) = try await HTTP.call("GET", "\(levels)/me/level", token: leader)
+            return (body["xp"] as? Int ?? 0) > 0 ? body : nil
+        }
+        say("Li Wei: \(level["xp"] ?? 0) XP, level \(level["level"] ?? 1); the demo is complete.")
+    }
+
+    private func placeAndPay(_ campaign: String, purpose: String, team: String?, shopper: String, name: String, orders: String) async throws -> String {
+        let teamField = team.map { ",\"teamId\":\"\($0)\"" } ?? ""
+        let key = UUID().uuidString
+        // Orders learns the campaign from its events; until then it is not on sale there.
+        let placed = try await eventually("orders to accept \(name)'s order") { () -> [String: Any]? in
+            let (status, body) = try await HTTP.call(
+                "POST", "\(orders)/orders", token: shopper, json: "{\"campaignId\":\"\(campaign)\",\"purpose\":\"\(purpose)\"\(teamField)}",
+                headers: ["Idempotency-Key": key])
+            return status == 201 ? body : nil
+        }
+        let orderID = placed["orderId"] as! String
+        let awaiting = try await eventually("stock to be reserved for \(name)") { () -> [String: Any]? in
+            let (_, order) = try await HTTP.call("GET", "\(orders)/orders/\(orderID)", token: shopper)
+            return order["state"] as? String == "awaiting_payment" ? order : nil
+        }
+        // The simulated payment provider: a signed webhook, as a real one would send.
+        let total = awaiting["total"] as! [String: Any]
+        let body = try JSONSerialization.data(withJSONObject: [
+            "providerRef": "sim-\(UUID().uuidString.prefix(8))", "paymentIntentId": awaiting["paymentIntentId"] as! String,
+            "amount": total, "status": "succeeded",
+        ])
+        let signature = PaymentSignature.header(body: body, timestamp: Int(Date().timeIntervalSince1970), secret: LocalStack.webhookSecret)
+        let (status, _) = try await HTTP.call(
+            "POST", "\(orders)/payments/webhook", json: String(decoding: body, as: UTF8.self), headers: ["X-Fission-Signature": signature])
+        guard status == 200 else { throw DemoFailure(description: "payment webhook refused: \(status)") }
+        say("\(name) ordered (\(purpose)) and paid \(money(total))")
+        return orderID
+    }
+
+    private func created(_ result: (Int, [String: Any]), _ what: String) throws -> [String: Any] {
+        guard result.0 == 201 else { throw DemoFailure(description: "could not \(what): \(result.0) \(result.1)") }
+        return result.1
+    }
+
+    private func eventually<T>(_ what: String, timeout: TimeInterval = 60, _ probe: () async throws -> T?) async throws -> T {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let value = try? await probe() { return value }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw DemoFailure(description: "timed out waiting for \(what)")
+    }
+
+    private func money(_ value: Any?) -> String {
+        guard let object = value as? [String: Any], let amount = object["amount"] as? Int else { return "?" }
+        return Money(Int64(amount), Currency(rawValue: object["currency"] as? String ?? "CNY")).formatted
+    }
+
+    private func say(_ line: String) { stack.say(line) }
+}

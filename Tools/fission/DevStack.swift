@@ -1,0 +1,217 @@
+import ArgumentParser
+import Domain
+import FissionTesting
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import OrdersService
+import Postgres
+import ServiceKit
+
+/// `fission dev up`: the whole platform on this machine, no Docker needed. A throwaway
+/// PostgreSQL cluster (one database per service), the local Kafka-protocol broker as its own
+/// process, and every service executable as a separate process; waits until each is ready,
+/// prints URLs and development tokens, and stops everything on Ctrl-C. `--demo` then plays a
+/// group-buy and a bargain through the real APIs and exits.
+struct Dev: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the local stack.", subcommands: [Up.self])
+
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start PostgreSQL, the broker and the services; Ctrl-C stops them.")
+
+        @Flag(help: "Play the demo scenario against the stack, then stop.")
+        var demo = false
+
+        @Option(help: "First HTTP port; services take consecutive ones.")
+        var basePort = 8081
+
+        @Option(help: "Where logs of the broker and services go.")
+        var logDirectory = "/tmp/fission-dev"
+
+        func run() async throws {
+            let stack = LocalStack(basePort: basePort, logDirectory: logDirectory)
+            do {
+                try await stack.start()
+            } catch {
+                stack.stop()
+                FileHandle.standardError.write(Data("fission dev up: \(error)\n".utf8))
+                throw ExitCode.failure
+            }
+            if demo {
+                do {
+                    try await Demo(stack: stack).play()
+                    stack.stop()
+                } catch {
+                    FileHandle.standardError.write(Data("fission dev up --demo: \(error) (logs in \(logDirectory))\n".utf8))
+                    stack.stop()
+                    throw ExitCode.failure
+                }
+                return
+            }
+            await stack.waitForInterrupt()
+            stack.stop()
+        }
+    }
+}
+
+final class LocalStack: @unchecked Sendable {
+    static let services = ["campaigns", "assists", "orders", "levels"]
+    static let jwtSecret = "fission-local-development-secret-0123456789"
+    static let webhookSecret = "fission-local-payment-webhook-secret-0123"
+
+    let basePort: Int
+    let logDirectory: String
+    private(set) var cluster: EphemeralPostgres?
+    private(set) var children: [(name: String, pid: pid_t)] = []
+    private(set) var bootstrap = ""
+    var ports: [String: Int] = [:]
+
+    init(basePort: Int, logDirectory: String) {
+        self.basePort = basePort
+        self.logDirectory = logDirectory
+    }
+
+    func url(_ service: String) -> String { "http://127.0.0.1:\(ports[service]!)" }
+
+    func start() async throws {
+        try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        let binaries = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()
+        for name in Self.services + ["fission-broker"] where !FileManager.default.isExecutableFile(atPath: binaries.appendingPathComponent(name).path) {
+            throw HarnessError("\(name) is not built next to fission (run swift build first)")
+        }
+
+        // PostgreSQL: the given server, or a throwaway cluster.
+        let admin: PostgresConfiguration
+        if let url = ProcessInfo.processInfo.environment["FISSION_DEV_DATABASE_URL"], !url.isEmpty {
+            admin = try PostgresConfiguration(url: url)
+        } else {
+            say("starting a throwaway PostgreSQL cluster")
+            let cluster = try await EphemeralPostgres.start()
+            self.cluster = cluster
+            admin = cluster.adminConfiguration
+        }
+        let pool = PostgresPool(configuration: admin, options: .init(maxConnections: 1))
+        for service in Self.services {
+            let exists = try await !pool.query("SELECT 1 FROM pg_database WHERE datname = \(service)").isEmpty
+            if !exists { try await pool.query("CREATE DATABASE \(identifier: service)") }
+        }
+        await pool.close()
+
+        // Kafka: the given brokers, or the local broker as its own process.
+        if let brokers = ProcessInfo.processInfo.environment["FISSION_KAFKA_BROKERS"], !brokers.isEmpty {
+            bootstrap = brokers
+        } else {
+            let addressFile = "\(logDirectory)/broker.addr"
+            try? FileManager.default.removeItem(atPath: addressFile)
+            let pid = try ChildProcess.start(
+                binaries.appendingPathComponent("fission-broker").path, ["--address-file", addressFile], environment: [:],
+                logPath: "\(logDirectory)/broker.log")
+            children.append(("fission-broker", pid))
+            for _ in 0..<200 where bootstrap.isEmpty {
+                bootstrap = (try? String(contentsOfFile: addressFile, encoding: .utf8)) ?? ""
+                if bootstrap.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            guard !bootstrap.isEmpty else { throw HarnessError("the local broker did not start (see \(logDirectory)/broker.log)") }
+            say("local Kafka-protocol broker at \(bootstrap)")
+        }
+
+        for (index, service) in Self.services.enumerated() {
+            ports[service] = basePort + index
+            let environment = [
+                "FISSION_DATABASE_URL": admin.with(database: service).url,
+                "FISSION_KAFKA_BROKERS": bootstrap,
+                "FISSION_KAFKA_LOCAL": ProcessInfo.processInfo.environment["FISSION_KAFKA_BROKERS"] == nil ? "true" : "false",
+                "FISSION_JWT_SECRET": Self.jwtSecret,
+                "FISSION_HTTP_HOST": "127.0.0.1",
+                "FISSION_HTTP_PORT": String(basePort + index),
+                "FISSION_DATABASE_POOL_SIZE": "8",
+                "FISSION_PAYMENT_WEBHOOK_SECRET": Self.webhookSecret,
+                "FISSION_LOG_LEVEL": "info",
+            ]
+            let pid = try ChildProcess.start(
+                binaries.appendingPathComponent(service).path, [], environment: environment, logPath: "\(logDirectory)/\(service).log")
+            children.append((service, pid))
+        }
+        for service in Self.services {
+            try await waitUntilReady(service)
+        }
+        let issuer = await DevelopmentTokenIssuer(secret: Self.jwtSecret)
+        say("")
+        for service in Self.services { say("  \(service.padding(toLength: 10, withPad: " ", startingAt: 0)) \(url(service))   logs: \(logDirectory)/\(service).log") }
+        say("")
+        for (user, roles) in [("u-shopper", [Role.shopper]), ("m-merchant", [.merchant]), ("op-operator", [.operator])] {
+            say("  \(roles[0].rawValue) token (\(user)): \(try await issuer.token(for: UserID(rawValue: user), roles: roles))")
+        }
+        say("")
+    }
+
+    func waitUntilReady(_ service: String) async throws {
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if let pid = children.first(where: { $0.name == service })?.pid, !ChildProcess.isRunning(pid) {
+                throw HarnessError("\(service) exited during start-up (see \(logDirectory)/\(service).log)")
+            }
+            if let (status, _) = try? await HTTP.call("GET", "\(url(service))/health/ready"), status == 200 {
+                say("\(service) is ready")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw HarnessError("\(service) was not ready within 120 s (see \(logDirectory)/\(service).log)")
+    }
+
+    func waitForInterrupt() async {
+        say("running; Ctrl-C stops everything")
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .main)
+                source.setEventHandler { continuation.resume() }
+                source.resume()
+                return source
+            }
+            Self.keep(signals)
+        }
+    }
+
+    nonisolated(unsafe) private static var signalSources: [DispatchSourceSignal] = []
+    private static func keep(_ sources: [DispatchSourceSignal]) { signalSources = sources }
+
+    func stop() {
+        for child in children.reversed() { ChildProcess.stop(child.pid) }
+        children.removeAll()
+        if let cluster { try? cluster.stop() }
+        cluster = nil
+    }
+
+    func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+}
+
+/// A minimal JSON-over-HTTP client for the local stack and the demo.
+enum HTTP {
+    static func call(_ method: String, _ url: String, token: String? = nil, json: String? = nil, headers: [String: String] = [:]) async throws -> (Int, [String: Any]) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        request.timeoutInterval = 10
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let json {
+            request.httpBody = Data(json.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        for (key, value) in headers { request.setValue(value, forHTTPHeaderField: key) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, object)
+    }
+
+    static func list(_ url: String, token: String? = nil) async throws -> [[String: Any]] {
+        var request = URLRequest(url: URL(string: url)!)
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let (data, _) = try await URLSession.shared.data(for: request)
+        return (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []
+    }
+}
