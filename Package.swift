@@ -283,6 +283,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["FissionTesting", "FissionCommand", "FissionBroker", "campaigns", "assists", "orders", "levels"],
+            path: "Tests/EndToEndTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "ContractTests",
             dependencies: ["Domain"],
             path: "Tests/ContractTests",

@@ -24,7 +24,7 @@ struct Dev: AsyncParsableCommand {
         @Flag(help: "Play the demo scenario against the stack, then stop.")
         var demo = false
 
-        @Option(help: "First HTTP port; services take consecutive ones.")
+        @Option(help: "First HTTP port; services take consecutive ones (0: any free ports).")
         var basePort = 8081
 
         @Option(help: "Where logs of the broker and services go.")
@@ -118,14 +118,14 @@ final class LocalStack: @unchecked Sendable {
         }
 
         for (index, service) in Self.services.enumerated() {
-            ports[service] = basePort + index
+            ports[service] = basePort == 0 ? try freeTCPPort() : basePort + index
             let environment = [
                 "FISSION_DATABASE_URL": admin.with(database: service).url,
                 "FISSION_KAFKA_BROKERS": bootstrap,
                 "FISSION_KAFKA_LOCAL": ProcessInfo.processInfo.environment["FISSION_KAFKA_BROKERS"] == nil ? "true" : "false",
                 "FISSION_JWT_SECRET": Self.jwtSecret,
                 "FISSION_HTTP_HOST": "127.0.0.1",
-                "FISSION_HTTP_PORT": String(basePort + index),
+                "FISSION_HTTP_PORT": String(ports[service]!),
                 "FISSION_DATABASE_POOL_SIZE": "8",
                 "FISSION_PAYMENT_WEBHOOK_SECRET": Self.webhookSecret,
                 "FISSION_LOG_LEVEL": "info",

@@ -1,0 +1,25 @@
+import FissionTesting
+import Foundation
+import Testing
+
+/// The real service executables, the broker process and a throwaway PostgreSQL, driven through
+/// their public APIs by the demo scenario.
+@Suite("End to end")
+struct DemoTests {
+    @Test func theDemoRunsAGroupBuyAndABargainThroughEveryServiceAndStopsCleanly() throws {
+        let command = try builtProduct("fission")
+        let logs = FileManager.default.temporaryDirectory.appendingPathComponent("fission-e2e-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: logs) }
+        let output = try ChildProcess.run(command.path, ["dev", "up", "--demo", "--base-port", "0", "--log-directory", logs])
+        #expect(output.contains("team complete: 3/3 members, status completed; Li Wei's order is confirmed"), "\(output)")
+        #expect(output.contains("= ¥99.00"), "\(output)")
+        #expect(output.contains("the demo is complete"), "\(output)")
+        // Nothing is left running: every service process was stopped.
+        for service in ["campaigns", "assists", "orders", "levels", "broker"] {
+            let log = (try? String(contentsOfFile: "\(logs)/\(service).log", encoding: .utf8)) ?? ""
+            #expect(!log.isEmpty, "\(service) wrote no log")
+        }
+        let running = try ChildProcess.run("/bin/sh", ["-c", "ps -eo args | grep -c -- '--log-directory \(logs)' || true"])
+        #expect(Int(running.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 <= 2)
+    }
+}
