@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "assists", targets: ["assists"]),
         .executable(name: "orders", targets: ["orders"]),
         .executable(name: "levels", targets: ["levels"]),
+        .executable(name: "notifications", targets: ["notifications"]),
         .executable(name: "fission-broker", targets: ["FissionBroker"]),
         .executable(name: "fission-bench", targets: ["FissionBench"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -196,6 +197,30 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .target(
+            name: "NotificationsService",
+            dependencies: [
+                "ServiceKit", "Domain", "Postgres", "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Notifications/NotificationsService",
+            resources: [.copy("Migrations")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "notifications",
+            dependencies: [
+                "NotificationsService", "ServiceKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Services/Notifications/notifications",
+            swiftSettings: strict
+        ),
+
         // MARK: Operator command
         .executableTarget(
             name: "FissionCommand",
@@ -284,8 +309,17 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FissionTesting", "FissionCommand", "FissionBroker", "campaigns", "assists", "orders", "levels"],
+            dependencies: ["FissionTesting", "FissionCommand", "FissionBroker", "campaigns", "assists", "orders", "levels", "notifications"],
             path: "Tests/EndToEndTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NotificationsTests",
+            dependencies: [
+                "NotificationsService", "ServiceKit", "Domain", "Kafka", "Postgres", "FissionTesting", "notifications",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/NotificationsTests",
             swiftSettings: strict
         ),
         .testTarget(

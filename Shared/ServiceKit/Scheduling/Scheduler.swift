@@ -83,7 +83,9 @@ public final class Scheduler: Service, Sendable {
                 dueAt: try row.decode("due_at"), payload: try row.decode("payload"), attempts: try row.decode("attempts", as: Int.self))
             do {
                 try await connection.withSavepoint { try await self.handlers[job.kind]!(job, connection) }
-                try await connection.query("DELETE FROM scheduled_jobs WHERE id = \(job.id)")
+                // A handler may schedule its own follow-up under the same (kind, key), which moves
+                // this row's due time: then the row is the follow-up and stays.
+                try await connection.query("DELETE FROM scheduled_jobs WHERE id = \(job.id) AND due_at = \(job.dueAt)")
             } catch {
                 failed = (job, error)
                 // Push the job back with backoff, in the same transaction.

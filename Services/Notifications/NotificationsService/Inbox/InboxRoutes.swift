@@ -1,0 +1,134 @@
+import Domain
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Postgres
+import ServiceKit
+
+struct InboxRoutes {
+    let runtime: ServiceRuntime
+
+    struct Item: ResponseEncodable, Codable {
+        var id: NotificationID
+        var seq: Int64
+        var category: String
+        var title: String
+        var body: String
+        var count: Int
+        var createdAt: Date
+        var read: Bool
+    }
+
+    struct Page: ResponseEncodable {
+        var items: [Item]
+        var nextCursor: Int64?
+        var unread: Int
+    }
+
+    struct Preferences: ResponseEncodable, Codable {
+        var locale: String
+        var muted: [String]
+        var quietStart: Int?
+        var quietEnd: Int?
+        var timeZoneOffsetMinutes: Int?
+    }
+
+    func register(on api: RouterGroup<FissionRequestContext>) {
+        api.get("/inbox", use: list)
+        api.get("/inbox/unread-count") { _, context -> [String: Int] in
+            ["unread": try await unread(try context.require(.shopper).userID)]
+        }
+        api.post("/inbox/read-all", use: readAll)
+        api.post("/inbox/{id}/read", use: read)
+        api.get("/inbox/stream", use: stream)
+        api.put("/preferences", use: setPreferences)
+    }
+
+    static let columns: PostgresSQLFragment = "id, seq, category, title, body, digest_count, created_at, read_at"
+
+    static func item(_ row: PostgresRow) throws -> Item {
+        Item(id: NotificationID(rawValue: try row.decode("id")), seq: try row.decode("seq"), category: try row.decode("category"),
+             title: try row.decode("title"), body: try row.decode("body"), count: try row.decode("digest_count"),
+             createdAt: try row.decode("created_at"), read: try row.decode("read_at", as: Date?.self) != nil)
+    }
+
+    func unread(_ user: UserID) async throws -> Int {
+        try await runtime.pool.query(
+            "SELECT count(*)::int8 AS n FROM notifications WHERE user_id = \(user.rawValue) AND read_at IS NULL AND visible_at <= now()"
+        ).single().decode("n")
+    }
+
+    /// Newest first; `cursor` is the last `seq` of the previous page.
+    @Sendable func list(_ request: Request, context: FissionRequestContext) async throws -> Page {
+        let user = try context.require(.shopper).userID
+        let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 20, 1), 100)
+        let cursor = request.uri.queryParameters.get("cursor", as: Int64.self) ?? .max
+        let items = try await runtime.pool.query(
+            """
+            SELECT \(Self.columns) FROM notifications
+            WHERE user_id = \(user.rawValue) AND seq < \(cursor) AND visible_at <= now() ORDER BY seq DESC LIMIT \(limit)
+            """).map(Self.item)
+        return Page(items: items, nextCursor: items.count == limit ? items.last?.seq : nil, unread: try await unread(user))
+    }
+
+    @Sendable func read(_ request: Request, context: FissionRequestContext) async throws -> [String: Int] {
+        let user = try context.require(.shopper).userID
+        let id: NotificationID = try context.pathID("id")
+        let changed = try await runtime.pool.query(
+            "UPDATE notifications SET read_at = coalesce(read_at, now()) WHERE id = \(id.rawValue) AND user_id = \(user.rawValue)")
+        guard changed.affectedRows == 1 else { throw Problem.notFound("no notification \(id)") }
+        return ["unread": try await unread(user)]
+    }
+
+    @Sendable func readAll(_ request: Request, context: FissionRequestContext) async throws -> [String: Int] {
+        let user = try context.require(.shopper).userID
+        try await runtime.pool.query("UPDATE notifications SET read_at = now() WHERE user_id = \(user.rawValue) AND read_at IS NULL")
+        return ["unread": try await unread(user)]
+    }
+
+    /// Server-sent events: every notification as `id: <seq>`; a reconnecting client sends
+    /// `Last-Event-ID` and gets what it missed first.
+    @Sendable func stream(_ request: Request, context: FissionRequestContext) async throws -> Response {
+        let user = try context.require(.shopper).userID
+        let lastSeen = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { Int64($0) } ?? 0
+        let pool = runtime.pool
+        let body = ResponseBody { writer in
+            var last = lastSeen
+            try await writer.write(ByteBuffer(string: ": connected\n\n"))
+            while !Task.isCancelled {
+                let items = try await pool.query(
+                    """
+                    SELECT \(Self.columns) FROM notifications
+                    WHERE user_id = \(user.rawValue) AND seq > \(last) AND visible_at <= now() ORDER BY seq LIMIT 100
+                    """).map(Self.item)
+                for item in items {
+                    let json = String(decoding: try JSONEncoder.fission.encode(item), as: UTF8.self)
+                    try await writer.write(ByteBuffer(string: "id: \(item.seq)\nevent: notification\ndata: \(json)\n\n"))
+                    last = item.seq
+                }
+                if items.isEmpty { try await Task.sleep(for: .milliseconds(250)) }
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    @Sendable func setPreferences(_ request: Request, context: FissionRequestContext) async throws -> Preferences {
+        let user = try context.require(.shopper).userID
+        var request = request
+        let wanted = try decodeBody(Preferences.self, from: try await request.collectBody(upTo: context.maxUploadSize))
+        guard ["zh-CN", "en"].contains(wanted.locale) else { throw Problem.invalidField("locale", "zh-CN or en") }
+        for hour in [wanted.quietStart, wanted.quietEnd].compactMap({ $0 }) where !(0...23).contains(hour) {
+            throw Problem.invalidField("quietStart", "hours are 0...23")
+        }
+        guard (wanted.quietStart == nil) == (wanted.quietEnd == nil) else { throw Problem.invalidField("quietEnd", "give both ends of quiet hours") }
+        try await runtime.pool.query(
+            """
+            INSERT INTO preferences (user_id, locale, muted, quiet_start, quiet_end, time_zone_offset_minutes)
+            VALUES (\(user.rawValue), \(wanted.locale), \(wanted.muted), \(wanted.quietStart), \(wanted.quietEnd), \(wanted.timeZoneOffsetMinutes ?? 480))
+            ON CONFLICT (user_id) DO UPDATE SET locale = EXCLUDED.locale, muted = EXCLUDED.muted, quiet_start = EXCLUDED.quiet_start,
+                quiet_end = EXCLUDED.quiet_end, time_zone_offset_minutes = EXCLUDED.time_zone_offset_minutes
+            """)
+        return wanted
+    }
+}

@@ -1,0 +1,72 @@
+import Domain
+import Foundation
+import Hummingbird
+import Kafka
+import Logging
+import Postgres
+import ServiceKit
+import ServiceLifecycle
+
+/// The notifications service: inbox, live stream, merchant webhooks, digests, quiet hours,
+/// preferences.
+public enum NotificationsService {
+    public static let name = "notifications"
+
+    public static func migrations() throws -> [Migration] {
+        guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
+            throw ServiceStartError("the Migrations folder is missing from the notifications bundle")
+        }
+        return KitMigrations.all + (try Migration.load(directory: directory))
+    }
+
+    static var eventHandlers: [EventHandler] {
+        [
+            .on(AssistRecorded.self, NotificationHandlers.assistRecorded),
+            .on(AssistTaskStarted.self, NotificationHandlers.taskStarted),
+            .on(AssistTaskCompleted.self, NotificationHandlers.taskCompleted),
+            .on(AssistTaskExpired.self, NotificationHandlers.taskExpired),
+            .on(TeamOpened.self, NotificationHandlers.teamOpened),
+            .on(TeamLeaderChanged.self, NotificationHandlers.teamLeaderChanged),
+            .on(TeamMemberJoined.self, NotificationHandlers.teamMemberJoined),
+            .on(TeamCompleted.self, NotificationHandlers.teamCompleted),
+            .on(OrderPaid.self, NotificationHandlers.orderPaid),
+            .on(OrderRefunded.self, NotificationHandlers.orderRefunded),
+            .on(LevelChanged.self, NotificationHandlers.levelChanged),
+            .on(DrawWon.self, NotificationHandlers.drawWon),
+            .on(CampaignPublished.self, NotificationHandlers.campaignPublished),
+        ]
+    }
+
+    static let consumedTopics = [Topics.campaign.name, Topics.team.name, Topics.task.name, Topics.order.name, Topics.member.name]
+
+    static var scheduledJobs: [String: Scheduler.Handler] {
+        [NotificationHandlers.reminderJob: NotificationHandlers.taskExpiring, Webhooks.deliveryJob: Webhooks.deliver]
+    }
+
+    public static func makeApplication(settings: ServiceSettings, logger: Logger) async throws -> some ApplicationProtocol {
+        let pool = PostgresPool(configuration: settings.database, options: .init(maxConnections: settings.databasePoolSize), logger: logger)
+        _ = try await Migrator(migrations: try migrations(), logger: logger).migrate(pool)
+        var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: settings.kafkaBrokers)
+        producerConfiguration.clientID = name
+        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        let metrics = ServiceMetrics()
+        let runtime = ServiceRuntime(
+            name: name, pool: pool, producer: producer, metrics: metrics, verifier: try await TokenVerifier(settings.tokenKeys), logger: logger)
+        var consumerConfiguration = settings.localBroker
+            ? KafkaConsumerConfiguration.local(bootstrapServers: settings.kafkaBrokers, groupID: name, topics: consumedTopics)
+            : KafkaConsumerConfiguration(bootstrapServers: settings.kafkaBrokers, groupID: name, topics: consumedTopics)
+        consumerConfiguration.clientID = name
+        var relayOptions = OutboxRelay.Options()
+        relayOptions.retention = settings.outboxRetention
+        let services: [any Service] = [
+            OutboxRelay(service: name, pool: pool, producer: producer, metrics: metrics, options: relayOptions, logger: logger),
+            try InboxConsumer(
+                consumer: consumerConfiguration, pool: pool, deadLetterProducer: producer, handlers: eventHandlers, metrics: metrics, logger: logger),
+            Scheduler(pool: pool, handlers: scheduledJobs, logger: logger),
+        ]
+        return ServiceApplication.build(runtime: runtime, host: settings.host, port: settings.port, services: services) { api in
+            InboxRoutes(runtime: runtime).register(on: api)
+            WebhookRoutes(runtime: runtime).register(on: api)
+        }
+    }
+}
