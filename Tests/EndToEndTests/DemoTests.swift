@@ -14,8 +14,9 @@ struct DemoTests {
         #expect(output.contains("team complete: 3/3 members, status completed; Li Wei's order is confirmed"), "\(output)")
         #expect(output.contains("= ¥99.00"), "\(output)")
         #expect(output.contains("the demo is complete"), "\(output)")
+        #expect(output.contains("Li Wei's inbox"), "\(output)")
         // Nothing is left running: every service process was stopped.
-        for service in ["campaigns", "assists", "orders", "levels", "broker"] {
+        for service in ["campaigns", "assists", "orders", "levels", "notifications", "broker"] {
             let log = (try? String(contentsOfFile: "\(logs)/\(service).log", encoding: .utf8)) ?? ""
             #expect(!log.isEmpty, "\(service) wrote no log")
         }

@@ -20,6 +20,7 @@ struct Demo {
         }
         let merchant = try await token("m-tea-house", .merchant)
         let campaigns = stack.url("campaigns"), assists = stack.url("assists"), orders = stack.url("orders"), levels = stack.url("levels")
+        let notifications = stack.url("notifications")
         let now = Date()
         let start = EventCoding.formatTimestamp(now.addingTimeInterval(-60))
         let end = EventCoding.formatTimestamp(now.addingTimeInterval(7 * 86_400))
@@ -86,7 +87,16 @@ struct Demo {
             let (_, body) = try await HTTP.call("GET", "\(levels)/me/level", token: leader)
             return (body["xp"] as? Int ?? 0) > 0 ? body : nil
         }
-        say("Li Wei: \(level["xp"] ?? 0) XP, level \(level["level"] ?? 1); the demo is complete.")
+        say("Li Wei: \(level["xp"] ?? 0) XP, level \(level["level"] ?? 1)")
+        let inbox = try await eventually("Li Wei's inbox to fill") { () -> [String: Any]? in
+            let (_, body) = try await HTTP.call("GET", "\(notifications)/inbox?limit=5", token: leader)
+            return ((body["items"] as? [Any])?.count ?? 0) >= 3 ? body : nil
+        }
+        say("Li Wei's inbox (\(inbox["unread"] ?? 0) unread):")
+        for item in (inbox["items"] as? [[String: Any]] ?? []).prefix(5) {
+            say("  • \(item["title"] ?? ""): \(item["body"] ?? "")")
+        }
+        say("the demo is complete.")
     }
 
     private func placeAndPay(_ campaign: String, purpose: String, team: String?, shopper: String, name: String, orders: String) async throws -> String {

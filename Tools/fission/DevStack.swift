@@ -57,7 +57,7 @@ struct Dev: AsyncParsableCommand {
 }
 
 final class LocalStack: @unchecked Sendable {
-    static let services = ["campaigns", "assists", "orders", "levels"]
+    static let services = ["campaigns", "assists", "orders", "levels", "notifications"]
     static let jwtSecret = "fission-local-development-secret-0123456789"
     static let webhookSecret = "fission-local-payment-webhook-secret-0123"
 

@@ -18,9 +18,11 @@ for package in "${packages[@]}"; do
   fi
 done
 
-# The contract tests validate JSON Schemas with Python's jsonschema.
-if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
-  python3 -m pip install --quiet 'jsonschema>=4.18' || { echo "cannot install Python jsonschema" >&2; exit 1; }
+# The contract tests validate JSON Schemas with Python's jsonschema, the OpenAPI documents with
+# openapi-spec-validator (and PyYAML).
+if ! python3 -c 'import jsonschema, yaml, openapi_spec_validator' >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'jsonschema>=4.18' pyyaml openapi-spec-validator \
+    || { echo "cannot install the Python validators (jsonschema, pyyaml, openapi-spec-validator)" >&2; exit 1; }
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
