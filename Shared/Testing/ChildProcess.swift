@@ -31,6 +31,16 @@ public enum ChildProcess {
         return output
     }
 
+    /// Runs a program to completion; nil when it exits 0, else its output.
+    public static func runCapturingFailure(_ executable: String, _ arguments: [String]) throws -> String? {
+        do {
+            _ = try run(executable, arguments)
+            return nil
+        } catch let failure as Failure {
+            return failure.description
+        }
+    }
+
     /// Starts a program in its own session and does not wait for it.
     public static func startDetached(_ executable: String, _ arguments: [String]) throws {
         _ = try spawn(executable, arguments, outputPath: "/dev/null", newSession: true)

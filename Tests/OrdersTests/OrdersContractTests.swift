@@ -27,25 +27,10 @@ struct OrdersContractTests {
             let unpaid = try await orders.placeAndReserve(campaign, purpose: "plain", user: "u-3")
             _ = try await orders.call(.post, "/orders/\(unpaid.orderId)/cancel", as: "u-3")
 
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("orders-emitted-\(UUID())")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: directory) }
-            var types: Set<String> = []
-            for (index, row) in try await orders.pool.query("SELECT event_type, payload FROM outbox ORDER BY id").enumerated() {
-                types.insert(try row.decode("event_type"))
-                try row.decode("payload", as: String.self).write(to: directory.appendingPathComponent("\(index).json"), atomically: true, encoding: .utf8)
-            }
+            let emitted = try await Contracts.validateEmitted(on: orders.pool)
+            let types = emitted.types
             #expect(types == Set(EventCatalog.types(on: Topics.order).map { $0.eventType }), "every orders.order.v1 type is emitted")
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", Self.contracts.appendingPathComponent("validate.py").path, "--instances", directory.path]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(text)")
+            #expect(emitted.problems == nil, "\(emitted.problems ?? "")")
         }
     }
 

@@ -57,28 +57,11 @@ public enum OrdersService {
     static let consumedTopics = [Topics.campaign.name, Topics.team.name, Topics.task.name, Topics.share.name]
 
     public static func makeApplication(settings: ServiceSettings, options: Options, logger: Logger) async throws -> some ApplicationProtocol {
-        let pool = PostgresPool(configuration: settings.database, options: .init(maxConnections: settings.databasePoolSize), logger: logger)
-        _ = try await Migrator(migrations: try migrations(), logger: logger).migrate(pool)
-        var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: settings.kafkaBrokers)
-        producerConfiguration.clientID = name
-        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
-        let metrics = ServiceMetrics()
-        let runtime = ServiceRuntime(
-            name: name, pool: pool, producer: producer, metrics: metrics, verifier: try await TokenVerifier(settings.tokenKeys), logger: logger)
-        var consumerConfiguration = settings.localBroker
-            ? KafkaConsumerConfiguration.local(bootstrapServers: settings.kafkaBrokers, groupID: name, topics: consumedTopics)
-            : KafkaConsumerConfiguration(bootstrapServers: settings.kafkaBrokers, groupID: name, topics: consumedTopics)
-        consumerConfiguration.clientID = name
-        var relayOptions = OutboxRelay.Options()
-        relayOptions.retention = settings.outboxRetention
         let sagas = OrderSagas(paymentTimeout: options.paymentTimeout)
-        let services: [any Service] = [
-            OutboxRelay(service: name, pool: pool, producer: producer, metrics: metrics, options: relayOptions, logger: logger),
-            try InboxConsumer(
-                consumer: consumerConfiguration, pool: pool, deadLetterProducer: producer, handlers: eventHandlers(sagas), metrics: metrics, logger: logger),
-            Scheduler(pool: pool, handlers: [OrderBook.paymentTimeoutJob: sagas.paymentTimedOut], logger: logger),
-        ]
-        return ServiceApplication.build(runtime: runtime, host: settings.host, port: settings.port, services: services) { api in
+        let definition = ServiceDefinition(
+            name: name, migrations: try migrations(), consumedTopics: consumedTopics, eventHandlers: eventHandlers(sagas),
+            scheduledJobs: [OrderBook.paymentTimeoutJob: sagas.paymentTimedOut])
+        return try await ServiceApplication.assemble(definition, settings: settings, logger: logger) { api, runtime in
             OrderRoutes(runtime: runtime).register(on: api)
             PaymentWebhook(runtime: runtime, secret: options.webhookSecret).register(on: api)
         }
