@@ -217,6 +217,16 @@ public final class KafkaConsumer: Service, Sendable {
         }
     }
 
+    /// How many records of the message's partition come after it, from the high watermark
+    /// librdkafka last fetched (a local read, no broker round trip). For the consumer-lag metric.
+    public func lag(after message: KafkaMessage) -> Int64? {
+        var low: Int64 = 0
+        var high: Int64 = 0
+        let err = rd_kafka_get_watermark_offsets(client.handle, message.topic, message.partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return max(0, high - message.offset - 1)
+    }
+
     /// Commits the stored offsets now (otherwise they go every `autoCommitIntervalMilliseconds`).
     public func commit() async throws {
         let client = self.client

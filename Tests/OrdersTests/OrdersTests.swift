@@ -147,6 +147,38 @@ struct OrdersTests {
         }
     }
 
+    @Test func ladderTiersPriceAJoinByTheSizeTheTeamReaches() async throws {
+        try await withOrders { orders in
+            var terms = groupBuy()
+            terms.groupBuy!.teamSize = 5
+            terms.groupBuy!.ladder = [.init(minMembers: 3, price: Money(2590, .cny)), .init(minMembers: 5, price: Money(1990, .cny))]
+            let campaign = try await orders.publish(terms)
+            let team = TeamID()
+            func joinPrice() async throws -> Money {
+                let response = try await orders.call(
+                    .post, "/orders", json: "{\"campaignId\":\"\(campaign)\",\"purpose\":\"joinTeam\",\"teamId\":\"\(team)\"}",
+                    headers: [.idempotencyKey: UUID().uuidString])
+                return try JSONDecoder.fission.decode(OrderView.self, from: Data(response.body.readableBytesView)).total
+            }
+            try await orders.pool.withTransaction { connection in
+                try await orders.sagas.teamOpened(CloudEvent(TeamOpened(
+                    teamId: team, campaignId: campaign, leaderId: "u-lead", leaderOrderId: OrderID(), teamSize: 5,
+                    price: Money(2490, .cny), deadline: Date().addingTimeInterval(3600), openedAt: Date())), connection)
+            }
+            #expect(try await joinPrice() == Money(2990, .cny), "the second member: no tier yet")
+            try await orders.pool.withTransaction { connection in
+                try await orders.sagas.memberJoined(CloudEvent(TeamMemberJoined(
+                    teamId: team, campaignId: campaign, userId: "u-2", orderId: OrderID(), memberCount: 2, teamSize: 5, joinedAt: Date())), connection)
+            }
+            #expect(try await joinPrice() == Money(2590, .cny), "the third member reaches the 3-member tier")
+            try await orders.pool.withTransaction { connection in
+                try await orders.sagas.memberJoined(CloudEvent(TeamMemberJoined(
+                    teamId: team, campaignId: campaign, userId: "u-4", orderId: OrderID(), memberCount: 4, teamSize: 5, joinedAt: Date())), connection)
+            }
+            #expect(try await joinPrice() == Money(1990, .cny))
+        }
+    }
+
     @Test func webhookWithBadSignatureStaleTimestampOrWrongAmountChangesNothing() async throws {
         try await withOrders { orders in
             let campaign = try await orders.publish()

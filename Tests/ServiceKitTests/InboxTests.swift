@@ -20,6 +20,7 @@ struct InboxTests {
         let group: String
         let bootstrap: String
         let producer: KafkaProducer
+        let metrics: ServiceMetrics
 
         func send(_ value: [UInt8], key: String, type: String?, id: String? = nil) async throws {
             var headers: [KafkaHeader] = []
@@ -48,6 +49,7 @@ struct InboxTests {
             try await TestKafka.shared.createTopic(named: Topics.deadLetter(of: group), partitions: 1)
             let bootstrap = try await TestKafka.shared.bootstrapServers()
             let producer = try KafkaProducer(configuration: try await TestKafka.shared.producerConfiguration())
+            let metrics = ServiceMetrics()
             var options = InboxConsumer.Options()
             options.maxAttempts = 3
             options.firstBackoff = .milliseconds(10)
@@ -59,9 +61,9 @@ struct InboxTests {
                     try await connection.query(
                         "INSERT INTO effects (event_id, stock_left) VALUES (\(event.id.rawValue), \(event.data.stockLeft))")
                 }],
-                options: options)
+                metrics: metrics, options: options)
             let running = Task { try await inbox.run() }
-            try await body(Fixture(pool: pool, topic: topic, group: group, bootstrap: bootstrap, producer: producer))
+            try await body(Fixture(pool: pool, topic: topic, group: group, bootstrap: bootstrap, producer: producer, metrics: metrics))
             running.cancel()
             _ = await running.result
             await producer.shutdown()
@@ -80,6 +82,9 @@ struct InboxTests {
             #expect(try await fixture.effects() == [7, 8])
             let handled = try await fixture.pool.query("SELECT count(*) AS c FROM inbox").single().decode("c", as: Int.self)
             #expect(handled == 2)
+            let exposed = fixture.metrics.render()
+            #expect(exposed.contains("consumer_lag"), "\(exposed)")
+            #expect(exposed.contains("consumer_messages_total"))
         }
     }
 

@@ -46,6 +46,8 @@ public enum OrdersService {
             .on(StockReserved.self, sagas.stockReserved),
             .on(StockReservationRejected.self, sagas.stockRejected),
             .on(TeamOpened.self, sagas.teamOpened),
+            .on(TeamMemberJoined.self, sagas.memberJoined),
+            .on(TeamMemberLeft.self, sagas.memberLeft),
             .on(TeamCompleted.self, sagas.teamCompleted),
             .on(TeamExpired.self, sagas.teamExpired),
             .on(TeamJoinRejected.self, sagas.joinRejected),

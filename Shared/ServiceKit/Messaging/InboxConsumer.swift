@@ -91,6 +91,9 @@ public final class InboxConsumer: Service, Sendable {
                 // Only a message that was handled (or dead-lettered) is marked done; one interrupted
                 // by shutdown is read again by whoever owns the partition next.
                 guard await self.process(message) else { break }
+                if let lag = self.consumer.lag(after: message) {
+                    self.metrics?.setConsumerLag(group: self.group, topic: message.topic, partition: message.partition, lag: lag)
+                }
                 do {
                     try self.consumer.markDone(message)
                 } catch {

@@ -138,8 +138,12 @@ enum OrderBook {
             return terms.listPrice
         case .openTeam, .joinTeam:
             guard let rules = terms.groupBuy else { throw Problem.invalidField("purpose", "the campaign is not a group-buy") }
-            if placement.purpose == .joinTeam, placement.teamId == nil { throw Problem.invalidField("teamId", "is required to join a team") }
-            return placement.purpose == .openTeam ? (rules.leaderPrice ?? rules.groupPrice) : rules.groupPrice
+            if placement.purpose == .openTeam { return rules.leaderPrice ?? rules.groupPrice }
+            guard let team = placement.teamId else { throw Problem.invalidField("teamId", "is required to join a team") }
+            // Ladder pricing: the tier the team reaches with this member.
+            let members = try await TeamSizes.members(of: team, on: connection) ?? 1
+            let tier = (rules.ladder ?? []).filter { $0.minMembers <= members + 1 }.max { $0.minMembers < $1.minMembers }
+            return tier?.price ?? rules.groupPrice
         case .bargain, .unlock:
             guard let taskID = placement.taskId else { throw Problem.invalidField("taskId", "is required") }
             guard let task = try await connection.query(

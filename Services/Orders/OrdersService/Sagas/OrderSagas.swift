@@ -38,7 +38,16 @@ struct OrderSagas: Sendable {
         _ = try await OrderBook.cancel(order, reason: .paymentTimeout, from: [.awaitingPayment], correlation: nil, on: connection)
     }
 
+    func memberJoined(_ event: CloudEvent<TeamMemberJoined>, _ connection: PostgresConnection) async throws {
+        try await TeamSizes.set(event.data.teamId, event.data.memberCount, on: connection)
+    }
+
+    func memberLeft(_ event: CloudEvent<TeamMemberLeft>, _ connection: PostgresConnection) async throws {
+        try await TeamSizes.set(event.data.teamId, event.data.memberCount, on: connection)
+    }
+
     func teamOpened(_ event: CloudEvent<TeamOpened>, _ connection: PostgresConnection) async throws {
+        try await TeamSizes.set(event.data.teamId, 1, on: connection)
         try await connection.query(
             "UPDATE orders SET team_id = \(event.data.teamId.rawValue) WHERE id = \(event.data.leaderOrderId.rawValue) AND team_id IS NULL")
     }
@@ -70,5 +79,20 @@ struct OrderSagas: Sendable {
         case .refund:
             try await OrderBook.refund(order, reason: .teamUnavailable, correlation: event.correlationid, causation: event.id.description, on: connection)
         }
+    }
+}
+
+/// Team sizes as orders last heard them; events of one team arrive in order (keyed by team id).
+enum TeamSizes {
+    static func set(_ team: TeamID, _ members: Int, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            INSERT INTO team_sizes (team_id, member_count) VALUES (\(team.rawValue), \(members))
+            ON CONFLICT (team_id) DO UPDATE SET member_count = EXCLUDED.member_count
+            """)
+    }
+
+    static func members(of team: TeamID, on connection: PostgresConnection) async throws -> Int? {
+        try await connection.query("SELECT member_count FROM team_sizes WHERE team_id = \(team.rawValue)").first?.decode("member_count")
     }
 }
