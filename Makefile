@@ -34,3 +34,4 @@ clean:
 bench: deps
 	$(SWIFT) build -c release --product fission-bench
 	.build/release/fission-bench kafka
+	.build/release/fission-bench assists

@@ -247,7 +247,8 @@ let package = Package(
         .executableTarget(
             name: "FissionBench",
             dependencies: [
-                "Kafka", "FissionTesting",
+                "Kafka", "FissionTesting", "AssistsService", "ServiceKit", "Domain", "Postgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -10,7 +10,7 @@ struct FissionBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fission-bench",
         abstract: "Benchmarks of Fission against reference tools, run on this machine.",
-        subcommands: [KafkaBench.self]
+        subcommands: [KafkaBench.self, AssistsBench.self]
     )
 }
 
@@ -52,7 +52,7 @@ struct KafkaBench: AsyncParsableCommand {
         for (name, ours, reference) in rows {
             print(String(format: "%-28@ %14.0f %14.0f %7.2fx", name as NSString, ours, reference, ours / reference))
         }
-        try record(rows.map { ($0.0, ["value": $0.1, "reference": $0.2, "ratio": $0.1 / $0.2, "target_ratio": 0.8]) })
+        try BenchResults.record(rows.map { ($0.0, ["value": $0.1, "reference": $0.2, "ratio": $0.1 / $0.2, "target_ratio": 0.8]) }, to: output)
     }
 
     /// One round on a fresh broker: [our produce rate, kcat's, our consume rate, kcat's].
@@ -173,12 +173,4 @@ struct KafkaBench: AsyncParsableCommand {
         return .now - start
     }
 
-    func record(_ figures: [(String, [String: Double])]) throws {
-        let url = URL(fileURLWithPath: output)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        var results = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any] ?? [:]
-        for (name, figure) in figures { results[name] = figure }
-        results["recorded_at"] = ISO8601DateFormatter().string(from: Date())
-        try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]).write(to: url)
-    }
 }
