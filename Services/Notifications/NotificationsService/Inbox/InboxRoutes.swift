@@ -94,6 +94,7 @@ struct InboxRoutes {
         let pool = runtime.pool
         let body = ResponseBody { writer in
             var last = lastSeen
+            var idle = 0
             try await writer.write(ByteBuffer(string: ": connected\n\n"))
             while !Task.isCancelled {
                 let items = try await pool.query(
@@ -106,7 +107,15 @@ struct InboxRoutes {
                     try await writer.write(ByteBuffer(string: "id: \(item.seq)\nevent: notification\ndata: \(json)\n\n"))
                     last = item.seq
                 }
-                if items.isEmpty { try await Task.sleep(for: .milliseconds(250)) }
+                if items.isEmpty {
+                    try await Task.sleep(for: .milliseconds(250))
+                    idle += 1
+                    // A comment line now and then keeps proxies from closing the stream and makes
+                    // a vanished client fail the write, which ends this loop.
+                    if idle % 8 == 0 { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+                } else {
+                    idle = 0
+                }
             }
             try await writer.finish(nil)
         }
