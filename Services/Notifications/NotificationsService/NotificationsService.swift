@@ -33,6 +33,7 @@ public enum NotificationsService {
             .on(OrderRefunded.self, NotificationHandlers.orderRefunded),
             .on(LevelChanged.self, NotificationHandlers.levelChanged),
             .on(DrawWon.self, NotificationHandlers.drawWon),
+            .on(XPAwarded.self, NotificationHandlers.xpAwarded),
             .on(CampaignPublished.self, NotificationHandlers.campaignPublished),
         ]
     }
@@ -47,6 +48,7 @@ public enum NotificationsService {
         try await ServiceApplication.assemble(ServiceDefinition(name: name, migrations: try migrations(), consumedTopics: consumedTopics, eventHandlers: eventHandlers, scheduledJobs: scheduledJobs), settings: settings, logger: logger) { api, runtime in
             InboxRoutes(runtime: runtime).register(on: api)
             WebhookRoutes(runtime: runtime).register(on: api)
+            TemplateRoutes(runtime: runtime).register(on: api)
         }
     }
 }

@@ -12,7 +12,7 @@ enum NotificationHandlers {
         try await Notifier.notify(
             help.initiatorId, "assistRecorded",
             ["helper": help.helperId.rawValue, "cut": help.cut.formatted, "left": help.amountLeft.formatted, "helpers": String(help.helpersLeftAtMost)],
-            cause: event.id, digestKey: "task:\(help.taskId)", correlation: event.correlationid, on: connection)
+            cause: event.id, digestKey: "task:\(help.taskId)", campaign: help.campaignId, correlation: event.correlationid, on: connection)
     }
 
     /// Schedules the "ends within the hour" reminder.
@@ -37,7 +37,7 @@ enum NotificationHandlers {
         try await Notifier.notify(
             event.data.initiatorId, "taskCompleted",
             ["price": event.data.finalPrice.formatted, "payBy": EventCoding.formatTimestamp(event.data.payBy)],
-            cause: event.id, correlation: event.correlationid, on: connection)
+            cause: event.id, campaign: event.data.campaignId, correlation: event.correlationid, on: connection)
         try await Webhooks.enqueue(category: "taskCompleted", campaign: event.data.campaignId, event: event, on: connection)
     }
 
@@ -72,7 +72,8 @@ enum NotificationHandlers {
     static func teamCompleted(_ event: CloudEvent<TeamCompleted>, _ connection: PostgresConnection) async throws {
         for member in event.data.members where !member.virtual {
             guard let user = member.userId else { continue }
-            try await Notifier.notify(user, "teamCompleted", [:], cause: event.id, correlation: event.correlationid, on: connection)
+            try await Notifier.notify(user, "teamCompleted", [:], cause: event.id, campaign: event.data.campaignId,
+                                      correlation: event.correlationid, on: connection)
         }
         try await Webhooks.enqueue(category: "teamCompleted", campaign: event.data.campaignId, event: event, on: connection)
     }
@@ -92,6 +93,14 @@ enum NotificationHandlers {
 
     static func levelChanged(_ event: CloudEvent<LevelChanged>, _ connection: PostgresConnection) async throws {
         try await Notifier.notify(event.data.userId, "levelChanged", ["level": String(event.data.toLevel)],
+                                  cause: event.id, correlation: event.correlationid, on: connection)
+    }
+
+    /// Every 100 XP earned is a milestone worth a message.
+    static func xpAwarded(_ event: CloudEvent<XPAwarded>, _ connection: PostgresConnection) async throws {
+        let before = event.data.totalXP - event.data.points
+        guard before / 100 < event.data.totalXP / 100 else { return }
+        try await Notifier.notify(event.data.userId, "xpMilestone", ["xp": String(event.data.totalXP / 100 * 100)],
                                   cause: event.id, correlation: event.correlationid, on: connection)
     }
 

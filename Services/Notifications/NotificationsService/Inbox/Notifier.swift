@@ -11,7 +11,7 @@ enum Notifier {
 
     static func notify(
         _ user: UserID, _ category: String, _ values: [String: String], cause: EventID, digestKey: String? = nil,
-        correlation: String?, on connection: PostgresConnection
+        campaign: CampaignID? = nil, correlation: String?, on connection: PostgresConnection
     ) async throws {
         let fresh = try await connection.query(
             "INSERT INTO notification_causes (user_id, cause_event_id) VALUES (\(user.rawValue), \(cause.rawValue)) ON CONFLICT DO NOTHING"
@@ -48,7 +48,13 @@ enum Notifier {
                 WHERE id = \(notificationID.rawValue)
                 """)
         } else {
-            let text = Templates.render(category, locale: locale, values)
+            var text = Templates.render(category, locale: locale, values)
+            if let campaign, let custom = try await connection.query(
+                "SELECT title, body FROM campaign_templates WHERE campaign_id = \(campaign.rawValue) AND category = \(category) AND locale = \(locale)"
+            ).first {
+                // The merchant's wording, with the same variables.
+                text = Templates.fill(Templates.Text(title: try custom.decode("title"), body: try custom.decode("body")), values)
+            }
             try await connection.query(
                 """
                 INSERT INTO notifications (id, user_id, category, title, body, digest_key, cause_event_id, visible_at)

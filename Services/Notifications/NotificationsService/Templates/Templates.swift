@@ -54,6 +54,10 @@ enum Templates {
             "zh-CN": Text(title: "等级变化", body: "你现在是 {level} 级"),
             "en": Text(title: "Level changed", body: "You reached level {level}"),
         ],
+        "xpMilestone": [
+            "zh-CN": Text(title: "经验里程碑", body: "你的经验值达到了 {xp}"),
+            "en": Text(title: "XP milestone", body: "You reached {xp} XP"),
+        ],
         "drawWon": [
             "zh-CN": Text(title: "你中奖了", body: "恭喜获得 {prize}"),
             "en": Text(title: "You won the draw", body: "You won {prize}"),
@@ -61,11 +65,18 @@ enum Templates {
     ]
 
     /// Categories that may wait out quiet hours.
-    static let nonUrgent: Set<String> = ["assistRecorded", "teamMemberJoined", "levelChanged", "taskExpiring"]
+    static let nonUrgent: Set<String> = ["assistRecorded", "teamMemberJoined", "levelChanged", "xpMilestone", "taskExpiring"]
+
+    /// Categories a merchant may reword for a campaign.
+    static let campaignCategories: Set<String> = ["assistRecorded", "taskCompleted", "taskExpired", "teamMemberJoined", "teamCompleted"]
 
     static func render(_ category: String, locale: String, _ values: [String: String]) -> Text {
         let forCategory = texts[category] ?? [:]
-        var text = forCategory[locale] ?? forCategory["zh-CN"] ?? Text(title: category, body: "")
+        return fill(forCategory[locale] ?? forCategory["zh-CN"] ?? Text(title: category, body: ""), values)
+    }
+
+    static func fill(_ template: Text, _ values: [String: String]) -> Text {
+        var text = template
         for (key, value) in values {
             text.title = text.title.replacingOccurrences(of: "{\(key)}", with: value)
             text.body = text.body.replacingOccurrences(of: "{\(key)}", with: value)
