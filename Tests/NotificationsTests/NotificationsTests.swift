@@ -79,6 +79,12 @@ struct NotificationsTests {
             let now = Date()
             let end = Notifier.quietHoursEnd(now: now, start: 22, end: 8, offsetMinutes: 0)
             let hour = Int(now.timeIntervalSince1970) % 86_400 / 3600
+            // Promotional messages stop at five a day.
+            for total in stride(from: 100, through: 800, by: 100) {
+                try await handle(CloudEvent(XPAwarded(userId: "u-promo", entryId: LedgerEntryID(), rule: .ownPurchase, points: 100,
+                                                      causeEventId: EventID(), totalXP: total, awardedAt: Date())), on: pool, NotificationHandlers.xpAwarded)
+            }
+            #expect(try await inbox("u-promo", on: pool).count == 5)
             #expect((hour >= 22 || hour < 8) ? end > now : end == now)
             try await pool.query("UPDATE preferences SET quiet_start = \((hour + 23) % 24), quiet_end = \((hour + 1) % 24), time_zone_offset_minutes = 0 WHERE user_id = 'u-wang'")
             try await handle(CloudEvent(LevelChanged(userId: "u-wang", fromLevel: 1, toLevel: 2, totalXP: 12, changedAt: Date())),
@@ -107,7 +113,7 @@ struct NotificationsTests {
                     count += 1
                     return count
                 }
-                return call == 1 ? .internalServerError : .ok
+                return call <= 2 ? .internalServerError : .ok
             }
             let receiver = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
             try await receiver.test(.live) { client in
@@ -134,10 +140,18 @@ struct NotificationsTests {
                 try await pool.query("UPDATE scheduled_jobs SET due_at = now() - interval '1 second'")
                 try await scheduler.runDueJobs()
                 #expect(calls.withLock { $0 } == 2)
+                try await pool.query("UPDATE scheduled_jobs SET due_at = now() - interval '1 second'")
+                try await scheduler.runDueJobs()
+                #expect(calls.withLock { $0 } == 3)
                 let attempts = try await pool.query("SELECT attempt, status FROM webhook_attempts ORDER BY id").map {
                     [try $0.decode("attempt", as: Int.self), try $0.decode("status", as: Int.self)]
                 }
-                #expect(attempts == [[1, 500], [2, 200]])
+                #expect(attempts == [[1, 500], [2, 500], [3, 200]])
+                #expect(received.withLock { $0.count } == 3, "two failed tries, then the message once")
+                let delivered = try await pool.query("SELECT payload FROM outbox WHERE event_type = \(NotificationDelivered.eventType)").map {
+                    try EventCoding.decode(NotificationDelivered.self, from: Array(try $0.decode("payload", as: String.self).utf8)).data.channel
+                }
+                #expect(delivered.contains(.webhook))
                 let state = try await pool.query("SELECT state FROM webhook_deliveries").single().decode("state", as: String.self)
                 #expect(state == "delivered")
                 let (signature, body) = try #require(received.withLock { $0.last })

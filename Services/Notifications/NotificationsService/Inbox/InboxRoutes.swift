@@ -17,6 +17,7 @@ struct InboxRoutes {
         var count: Int
         var createdAt: Date
         var read: Bool
+        var cause: EventID
     }
 
     struct Page: ResponseEncodable {
@@ -44,12 +45,13 @@ struct InboxRoutes {
         api.put("/preferences", use: setPreferences)
     }
 
-    static let columns: PostgresSQLFragment = "id, seq, category, title, body, digest_count, created_at, read_at"
+    static let columns: PostgresSQLFragment = "id, seq, category, title, body, digest_count, created_at, read_at, cause_event_id"
 
     static func item(_ row: PostgresRow) throws -> Item {
         Item(id: NotificationID(rawValue: try row.decode("id")), seq: try row.decode("seq"), category: try row.decode("category"),
              title: try row.decode("title"), body: try row.decode("body"), count: try row.decode("digest_count"),
-             createdAt: try row.decode("created_at"), read: try row.decode("read_at", as: Date?.self) != nil)
+             createdAt: try row.decode("created_at"), read: try row.decode("read_at", as: Date?.self) != nil,
+             cause: EventID(rawValue: try row.decode("cause_event_id")))
     }
 
     func unread(_ user: UserID) async throws -> Int {
@@ -106,6 +108,14 @@ struct InboxRoutes {
                     let json = String(decoding: try JSONEncoder.fission.encode(item), as: UTF8.self)
                     try await writer.write(ByteBuffer(string: "id: \(item.seq)\nevent: notification\ndata: \(json)\n\n"))
                     last = item.seq
+                    // Record the live delivery (for audit and statistics).
+                    try await pool.withTransaction { connection in
+                        try await Outbox.append(
+                            NotificationDelivered(
+                                notificationId: item.id, userId: user, category: item.category, channel: .stream,
+                                causeEventId: item.cause, deliveredAt: Date()),
+                            correlationID: nil, on: connection)
+                    }
                 }
                 if items.isEmpty {
                     try await Task.sleep(for: .milliseconds(250))

@@ -22,6 +22,14 @@ enum Notifier {
         let locale = try preferences?.decode("locale", as: String.self) ?? "zh-CN"
         let muted = try preferences?.decode("muted", as: String.self) ?? "{}"
         if muted.trimmingCharacters(in: ["{", "}"]).split(separator: ",").map(String.init).contains(category) { return }
+        if Templates.promotional.contains(category) {
+            let today = try await connection.query(
+                """
+                SELECT count(*)::int8 AS n FROM notifications
+                WHERE user_id = \(user.rawValue) AND category = ANY(\(Array(Templates.promotional))) AND created_at >= date_trunc('day', now())
+                """).single().decode("n", as: Int.self)
+            if today >= Templates.promotionalDailyCap { return }
+        }
         var visibleAt = Date()
         if Templates.nonUrgent.contains(category), let preferences,
            let start = try preferences.decode("quiet_start", as: Int?.self), let end = try preferences.decode("quiet_end", as: Int?.self) {

@@ -67,6 +67,10 @@ enum Templates {
     /// Categories that may wait out quiet hours.
     static let nonUrgent: Set<String> = ["assistRecorded", "teamMemberJoined", "levelChanged", "xpMilestone", "taskExpiring"]
 
+    /// Promotional categories: at most `promotionalDailyCap` of them per user per day.
+    static let promotional: Set<String> = ["taskExpiring", "xpMilestone"]
+    static let promotionalDailyCap = 5
+
     /// Categories a merchant may reword for a campaign.
     static let campaignCategories: Set<String> = ["assistRecorded", "taskCompleted", "taskExpired", "teamMemberJoined", "teamCompleted"]
 

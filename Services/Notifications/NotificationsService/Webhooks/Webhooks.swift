@@ -49,7 +49,8 @@ enum Webhooks {
     static func deliver(_ job: ScheduledJob, _ connection: PostgresConnection) async throws {
         guard let id = UUID(uuidString: job.key), let row = try await connection.query(
             """
-            SELECT d.id, d.payload, d.attempts, d.cause_event_id, s.id AS subscription, s.url, s.secret, s.disabled_at, s.consecutive_failures
+            SELECT d.id, d.payload, d.attempts, d.cause_event_id, d.category, s.id AS subscription, s.merchant_id, s.url, s.secret,
+                   s.disabled_at, s.consecutive_failures
             FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
             WHERE d.id = \(id) AND d.state = 'pending' FOR UPDATE OF d
             """).first else { return }
@@ -81,6 +82,12 @@ enum Webhooks {
         if failure == nil {
             try await connection.query("UPDATE webhook_deliveries SET state = 'delivered', attempts = \(attempt) WHERE id = \(id)")
             try await connection.query("UPDATE webhook_subscriptions SET consecutive_failures = 0 WHERE id = \(subscription)")
+            try await Outbox.append(
+                NotificationDelivered(
+                    notificationId: NotificationID(rawValue: id), userId: UserID(rawValue: try row.decode("merchant_id")),
+                    category: try row.decode("category"), channel: .webhook,
+                    causeEventId: EventID(rawValue: try row.decode("cause_event_id")), deliveredAt: Date()),
+                correlationID: nil, on: connection)
             return
         }
         let failures = try await connection.query(
