@@ -14,7 +14,7 @@ build: deps
 # cluster (or FISSION_TEST_DATABASE_URL when set).
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test $(SWIFT_TEST_FLAGS)
+	SWIFT=$(SWIFT) infra/local/run-tests.sh $(SWIFT_TEST_FLAGS)
 
 # The demo on the built-in local stack: PostgreSQL, the local broker and every service as
 # separate processes; plays a group-buy and a bargain through the real APIs, then stops.

@@ -325,7 +325,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ContractTests",
-            dependencies: ["Domain"],
+            dependencies: ["Domain", "FissionTesting"],
             path: "Tests/ContractTests",
             swiftSettings: strict
         ),

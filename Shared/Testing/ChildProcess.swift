@@ -10,35 +10,95 @@ public enum ChildProcess {
         var description: String
     }
 
-    /// Runs a program to completion; throws with its output when it exits non-zero.
+    /// Runs a program to completion; throws with its output when it exits non-zero. Blocks the
+    /// calling thread: for short helpers (`initdb`, `chown`) from a Dispatch thread or a command.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String]) throws -> String {
-        let outputPath = FileManager.default.temporaryDirectory
-            .appendingPathComponent("fission-child-\(UUID().uuidString).log").path
+        let outputPath = temporaryOutputPath()
         defer { unlink(outputPath) }
         let pid = try spawn(executable, arguments, outputPath: outputPath, newSession: false)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {
             guard errno == EINTR else { throw Failure(description: "waitpid failed: \(errno)") }
         }
+        return try outcome(executable, arguments, status: status, outputPath: outputPath)
+    }
+
+    /// How a program ended: its exit status (128 + signal when killed by one) and what it wrote.
+    public struct Outcome: Sendable {
+        public var status: Int32
+        public var output: String
+        public var errors: String
+    }
+
+    /// Runs a program to completion from async code without holding a cooperative thread (it
+    /// polls for the exit), standard output and standard error kept apart. When `timeLimit`
+    /// passes or the task is cancelled, the program and everything it started (its own
+    /// session) are killed and the error carries its output: a stuck child is a failure with a
+    /// story rather than a test run that never ends. `environment` replaces the inherited one.
+    public static func execute(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeLimit: Duration
+    ) async throws -> Outcome {
+        let outputPath = temporaryOutputPath()
+        let errorPath = temporaryOutputPath()
+        defer {
+            unlink(outputPath)
+            unlink(errorPath)
+        }
+        let pid = try spawn(executable, arguments, outputPath: outputPath, errorPath: errorPath, newSession: true, environment: environment)
+        let deadline = ContinuousClock.now.advanced(by: timeLimit)
+        var status: Int32 = 0
+        func written() -> (String, String) {
+            ((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "", (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
+        }
+        while waitpid(pid, &status, WNOHANG) != pid {
+            if ContinuousClock.now >= deadline || Task.isCancelled {
+                kill(-pid, SIGKILL)
+                waitpid(pid, &status, 0)
+                let (output, errors) = written()
+                throw Failure(description: "\(name(executable)) \(arguments.prefix(4).joined(separator: " ")) did not finish within \(timeLimit) and was killed: \(output.suffix(4000)) \(errors.suffix(2000))")
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        let (output, errors) = written()
+        let signalled = status & 0x7f
+        return Outcome(status: signalled == 0 ? (status >> 8) & 0xff : 128 + signalled, output: output, errors: errors)
+    }
+
+    /// `execute`, throwing with the program's output unless it exits 0; returns standard output.
+    @discardableResult
+    public static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeLimit: Duration
+    ) async throws -> String {
+        let outcome = try await execute(executable, arguments, environment: environment, timeLimit: timeLimit)
+        guard outcome.status == 0 else {
+            throw Failure(description: "\(name(executable)) \(arguments.prefix(4).joined(separator: " ")) failed (status \(outcome.status)): \(outcome.output.suffix(800)) \(outcome.errors.suffix(800))")
+        }
+        return outcome.output
+    }
+
+    private static func temporaryOutputPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("fission-child-\(UUID().uuidString).log").path
+    }
+
+    private static func name(_ executable: String) -> String {
+        URL(fileURLWithPath: executable).lastPathComponent
+    }
+
+    private static func outcome(_ executable: String, _ arguments: [String], status: Int32, outputPath: String) throws -> String {
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         let exited = (status & 0x7f) == 0
         let code = (status >> 8) & 0xff
         guard exited, code == 0 else {
-            let name = URL(fileURLWithPath: arguments.first.map { _ in executable } ?? executable).lastPathComponent
-            throw Failure(description: "\(name) \(arguments.prefix(4).joined(separator: " ")) failed (status \(status)): \(output.suffix(800))")
+            throw Failure(description: "\(name(executable)) \(arguments.prefix(4).joined(separator: " ")) failed (status \(status)): \(output.suffix(800))")
         }
         return output
     }
 
     /// Runs a program to completion; nil when it exits 0, else its output.
-    public static func runCapturingFailure(_ executable: String, _ arguments: [String]) throws -> String? {
-        do {
-            _ = try run(executable, arguments)
-            return nil
-        } catch let failure as Failure {
-            return failure.description
-        }
+    public static func runCapturingFailure(_ executable: String, _ arguments: [String], timeLimit: Duration) async throws -> String? {
+        let outcome = try await execute(executable, arguments, timeLimit: timeLimit)
+        return outcome.status == 0 ? nil : outcome.output + outcome.errors
     }
 
     /// Starts a program in its own session and does not wait for it.
@@ -74,7 +134,7 @@ public enum ChildProcess {
     }
 
     private static func spawn(
-        _ executable: String, _ arguments: [String], outputPath: String, newSession: Bool,
+        _ executable: String, _ arguments: [String], outputPath: String, errorPath: String? = nil, newSession: Bool,
         environment: [String: String]? = nil, append: Bool = false
     ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
@@ -82,7 +142,11 @@ public enum ChildProcess {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let errorPath {
+            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

@@ -23,8 +23,9 @@ public enum Contracts {
             types.insert(try row.decode("event_type"))
             try row.decode("payload", as: String.self).write(to: folder.appendingPathComponent("\(index).json"), atomically: true, encoding: .utf8)
         }
-        let output = try ChildProcess.runCapturingFailure(
-            "/usr/bin/env", ["python3", directory.appendingPathComponent("validate.py").path, "--instances", folder.path])
+        let output = try await ChildProcess.runCapturingFailure(
+            "/usr/bin/env", ["python3", directory.appendingPathComponent("validate.py").path, "--instances", folder.path],
+            timeLimit: .seconds(300))
         return (types, output)
     }
 }

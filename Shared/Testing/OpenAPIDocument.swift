@@ -26,19 +26,10 @@ public enum OpenAPIDocument {
     }
 
     /// Runs openapi-spec-validator on the document; returns its complaint, or nil when valid.
-    public static func validationProblem(_ document: URL) throws -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
+    public static func validationProblem(_ document: URL) async throws -> String? {
+        try await ChildProcess.runCapturingFailure("/usr/bin/env", [
             "python3", "-c", "import sys, yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open(sys.argv[1])))",
             document.path,
-        ]
-        let output = Pipe()
-        process.standardError = output
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return process.terminationStatus == 0 ? nil : text
+        ], timeLimit: .seconds(300))
     }
 }

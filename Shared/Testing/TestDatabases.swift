@@ -17,12 +17,18 @@ public actor TestDatabases {
     public func serverConfiguration() async throws -> PostgresConfiguration {
         if let server { return try await server.value }
         let task = Task<PostgresConfiguration, any Error> {
+            var configuration: PostgresConfiguration
             if let url = ProcessInfo.processInfo.environment["FISSION_TEST_DATABASE_URL"], !url.isEmpty {
-                return try PostgresConfiguration(url: url)
+                configuration = try PostgresConfiguration(url: url)
+            } else {
+                let cluster = try await EphemeralPostgres.start()
+                self.keep(cluster)
+                configuration = cluster.adminConfiguration
             }
-            let cluster = try await EphemeralPostgres.start()
-            self.keep(cluster)
-            return cluster.adminConfiguration
+            // When a whole suite starts at once on a busy 2-core machine, a backend can take
+            // longer than the 4 s a service would tolerate just to fork and authenticate.
+            configuration.connectTimeoutSeconds = max(configuration.connectTimeoutSeconds, 30)
+            return configuration
         }
         server = task
         return try await task.value

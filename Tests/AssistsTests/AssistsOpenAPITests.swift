@@ -10,8 +10,8 @@ struct AssistsOpenAPITests {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Services/Assists/openapi.yaml")
 
-    @Test func documentIsValidOpenAPI31() throws {
-        #expect(try OpenAPIDocument.validationProblem(Self.document) == nil)
+    @Test func documentIsValidOpenAPI31() async throws {
+        #expect(try await OpenAPIDocument.validationProblem(Self.document) == nil)
     }
 
     @Test func everyDocumentedOperationIsServed() async throws {

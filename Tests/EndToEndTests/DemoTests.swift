@@ -6,11 +6,14 @@ import Testing
 /// their public APIs by the demo scenario.
 @Suite("End to end")
 struct DemoTests {
-    @Test func theDemoRunsAGroupBuyAndABargainThroughEveryServiceAndStopsCleanly() throws {
+    @Test func theDemoRunsAGroupBuyAndABargainThroughEveryServiceAndStopsCleanly() async throws {
         let command = try builtProduct("fission")
         let logs = FileManager.default.temporaryDirectory.appendingPathComponent("fission-e2e-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: logs) }
-        let output = try ChildProcess.run(command.path, ["dev", "up", "--demo", "--base-port", "0", "--log-directory", logs])
+        // A stack that never gets ready or a demo step that never ends is killed with its output
+        // rather than holding the test run forever.
+        let output = try await ChildProcess.run(
+            command.path, ["dev", "up", "--demo", "--base-port", "0", "--log-directory", logs], timeLimit: .seconds(600))
         #expect(output.contains("team complete: 3/3 members, status completed; Li Wei's order is confirmed"), "\(output)")
         #expect(output.contains("= ¥99.00"), "\(output)")
         #expect(output.contains("the demo is complete"), "\(output)")
@@ -20,7 +23,7 @@ struct DemoTests {
             let log = (try? String(contentsOfFile: "\(logs)/\(service).log", encoding: .utf8)) ?? ""
             #expect(!log.isEmpty, "\(service) wrote no log")
         }
-        let running = try ChildProcess.run("/bin/sh", ["-c", "ps -eo args | grep -c -- '--log-directory \(logs)' || true"])
+        let running = try await ChildProcess.run("/bin/sh", ["-c", "ps -eo args | grep -c -- '--log-directory \(logs)' || true"], timeLimit: .seconds(60))
         #expect(Int(running.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 <= 2)
     }
 }

@@ -165,6 +165,9 @@ struct NotificationsTests {
     @Test func inboxPagesCountsUnreadAndMarksRead() async throws {
         try await withTestDatabase { database in
             let secret = "notifications-test-secret-0123456789abc"
+            // A reader of its own: other tests publish events for their users to the shared broker,
+            // and this test's service consumes them into its inbox.
+            let reader = UserID(rawValue: "u-reader-\(UUID().uuidString.prefix(8))")
             var logger = Logger(label: "notifications-test")
             logger.logLevel = .warning
             let settings = ServiceSettings(
@@ -173,10 +176,10 @@ struct NotificationsTests {
             let app = try await NotificationsService.makeApplication(settings: settings, logger: logger)
             let pool = PostgresPool(configuration: database, options: .init(maxConnections: 4))
             for index in 0..<25 {
-                try await handle(CloudEvent(LevelChanged(userId: "u-li", fromLevel: index, toLevel: index + 1, totalXP: index, changedAt: Date())),
+                try await handle(CloudEvent(LevelChanged(userId: reader, fromLevel: index, toLevel: index + 1, totalXP: index, changedAt: Date())),
                                  on: pool, NotificationHandlers.levelChanged)
             }
-            let token = try await DevelopmentTokenIssuer(secret: secret).token(for: "u-li", roles: [.shopper])
+            let token = try await DevelopmentTokenIssuer(secret: secret).token(for: reader, roles: [.shopper])
             try await app.test(.live) { client in
                 let headers: HTTPFields = [.authorization: "Bearer \(token)"]
                 let first = try await client.execute(uri: "/inbox?limit=10", method: .get, headers: headers)

@@ -46,6 +46,8 @@ struct StreamTests {
     @Test func theStreamDeliversNotificationsLiveAndResumesFromLastEventID() async throws {
         try await withTestDatabase { database in
             let secret = "notifications-stream-secret-0123456789"
+            // A user of its own: the service also consumes what other tests publish for theirs.
+            let reader = UserID(rawValue: "u-stream-\(UUID().uuidString.prefix(8))")
             var logger = Logger(label: "notifications-test")
             logger.logLevel = .warning
             let settings = ServiceSettings(
@@ -54,11 +56,11 @@ struct StreamTests {
             let app = try await NotificationsService.makeApplication(settings: settings, logger: logger)
             let pool = PostgresPool(configuration: database, options: .init(maxConnections: 4))
             for level in 2...4 {
-                try await handle(CloudEvent(LevelChanged(userId: "u-li", fromLevel: level - 1, toLevel: level, totalXP: level * 10, changedAt: Date())),
+                try await handle(CloudEvent(LevelChanged(userId: reader, fromLevel: level - 1, toLevel: level, totalXP: level * 10, changedAt: Date())),
                                  on: pool, NotificationHandlers.levelChanged)
             }
-            let seqs = try await pool.query("SELECT seq FROM notifications ORDER BY seq").map { try $0.decode("seq", as: Int64.self) }
-            let token = try await DevelopmentTokenIssuer(secret: secret).token(for: "u-li", roles: [.shopper])
+            let seqs = try await pool.query("SELECT seq FROM notifications WHERE user_id = \(reader.rawValue) ORDER BY seq").map { try $0.decode("seq", as: Int64.self) }
+            let token = try await DevelopmentTokenIssuer(secret: secret).token(for: reader, roles: [.shopper])
             try await app.test(.live) { client in
                 let port = try #require(client.port)
                 let all = try await readStream(port: port, token: token, lastEventID: nil) { $0.contains("id: \(seqs[2])\n") }
@@ -69,7 +71,7 @@ struct StreamTests {
                 // Resume after the second: only what came later, plus what arrives live.
                 async let resumed = readStream(port: port, token: token, lastEventID: seqs[1]) { $0.contains("你现在是 5 级") }
                 try await Task.sleep(for: .milliseconds(500))
-                try await handle(CloudEvent(LevelChanged(userId: "u-li", fromLevel: 4, toLevel: 5, totalXP: 120, changedAt: Date())),
+                try await handle(CloudEvent(LevelChanged(userId: reader, fromLevel: 4, toLevel: 5, totalXP: 120, changedAt: Date())),
                                  on: pool, NotificationHandlers.levelChanged)
                 let text = try await resumed
                 #expect(!text.contains("id: \(seqs[0])\n") && !text.contains("id: \(seqs[1])\n"), "\(text)")

@@ -51,7 +51,7 @@ struct OrdersContractTests {
     }
 
     @Test func openAPIDocumentIsValidAndEveryOperationIsServed() async throws {
-        #expect(try OpenAPIDocument.validationProblem(Self.document) == nil)
+        #expect(try await OpenAPIDocument.validationProblem(Self.document) == nil)
         let operations = try OpenAPIDocument.operations(of: Self.document)
         #expect(operations.count == 9, "\(operations)")
         try await withOrders { orders in

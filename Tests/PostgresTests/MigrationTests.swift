@@ -65,23 +65,13 @@ struct MigrationTests {
         }
         let command = try builtProduct("fission")
         try await withTestDatabase { configuration in
-            func launch() throws -> (Process, Pipe) {
-                let process = Process()
-                process.executableURL = command
-                process.arguments = ["migrate", "--database-url", configuration.url, "--directory", directory.path]
-                let output = Pipe()
-                process.standardOutput = output
-                process.standardError = output
-                try process.run()
-                return (process, output)
-            }
-            let runs = [try launch(), try launch()]
+            let arguments = ["migrate", "--database-url", configuration.url, "--directory", directory.path]
+            async let first = ChildProcess.execute(command.path, arguments, timeLimit: .seconds(120))
+            async let second = ChildProcess.execute(command.path, arguments, timeLimit: .seconds(120))
             var outputs: [String] = []
-            for (process, output) in runs {
-                let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                #expect(process.terminationStatus == 0, "\(text)")
-                outputs.append(text)
+            for outcome in try await [first, second] {
+                #expect(outcome.status == 0, "\(outcome.output)\(outcome.errors)")
+                outputs.append(outcome.output + outcome.errors)
             }
             // Exactly one process applied the three files; the other found them applied.
             #expect(outputs.filter { $0.hasPrefix("applied 3") }.count == 1, "\(outputs)")
@@ -97,16 +87,11 @@ struct MigrationTests {
 
     @Test func commandFailsWithOneReadableLine() async throws {
         let command = try builtProduct("fission")
-        let process = Process()
-        process.executableURL = command
-        process.arguments = ["migrate", "--database-url", "postgres://nobody@127.0.0.1:\(try freeTCPPort())/x", "--directory", "/nonexistent"]
-        let output = Pipe()
-        process.standardError = output
-        process.standardOutput = Pipe()
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
+        let outcome = try await ChildProcess.execute(
+            command.path, ["migrate", "--database-url", "postgres://nobody@127.0.0.1:\(try freeTCPPort())/x", "--directory", "/nonexistent"],
+            timeLimit: .seconds(120))
+        let text = outcome.errors
+        #expect(outcome.status != 0)
         #expect(text.split(separator: "\n").count == 1, "\(text)")
         #expect(text.hasPrefix("fission migrate:"))
     }

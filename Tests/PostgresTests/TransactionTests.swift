@@ -83,16 +83,20 @@ struct TransactionTests {
         try await withTestPool(options: .init(maxConnections: 4)) { pool in
             try await pool.query("CREATE TABLE counter (id int PRIMARY KEY, n int8 NOT NULL)")
             try await pool.query("INSERT INTO counter VALUES (1, 0)")
+            // The other writer commits between this transaction's snapshot and its update, in
+            // that order whatever the machine's load: each side waits for the other's signal.
             let (readDone, readContinuation) = AsyncStream<Void>.makeStream()
+            let (otherCommitted, otherContinuation) = AsyncStream<Void>.makeStream()
             async let first: Void = pool.withTransaction(level: .repeatableRead) { connection in
                 _ = try await connection.query("SELECT n FROM counter WHERE id = 1")
                 readContinuation.yield()
                 readContinuation.finish()
-                try await Task.sleep(for: .milliseconds(300))
+                for await _ in otherCommitted {}
                 try await connection.query("UPDATE counter SET n = n + 1 WHERE id = 1")
             }
             for await _ in readDone {}
             try await pool.query("UPDATE counter SET n = n + 10 WHERE id = 1")
+            otherContinuation.finish()
             do {
                 try await first
                 Issue.record("a repeatable-read update of a row changed since the snapshot must fail")

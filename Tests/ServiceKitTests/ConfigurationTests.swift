@@ -5,22 +5,14 @@ import Testing
 
 @Suite("Configuration")
 struct ConfigurationTests {
-    func checkConfig(_ environment: [String: String]) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = try builtProduct("fission")
-        process.arguments = ["check-config", "--service", "campaigns"]
-        process.environment = environment
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = Pipe()
-        try process.run()
-        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
+    func checkConfig(_ environment: [String: String]) async throws -> (status: Int32, stderr: String) {
+        let outcome = try await ChildProcess.execute(
+            try builtProduct("fission").path, ["check-config", "--service", "campaigns"], environment: environment, timeLimit: .seconds(120))
+        return (outcome.status, outcome.errors)
     }
 
-    @Test func missingRequiredVariableExitsTwoNamingIt() throws {
-        let result = try checkConfig([
+    @Test func missingRequiredVariableExitsTwoNamingIt() async throws {
+        let result = try await checkConfig([
             "FISSION_KAFKA_BROKERS": "127.0.0.1:9092", "FISSION_JWT_SECRET": "0123456789abcdef0123456789abcdef",
         ])
         #expect(result.status == 2)
@@ -29,15 +21,15 @@ struct ConfigurationTests {
         #expect(result.stderr.contains("FISSION_DATABASE_URL is required"))
     }
 
-    @Test func everyProblemIsOneLineAndValidSettingsPass() throws {
-        let bad = try checkConfig(["FISSION_DATABASE_URL": "mysql://x", "FISSION_HTTP_PORT": "eighty"])
+    @Test func everyProblemIsOneLineAndValidSettingsPass() async throws {
+        let bad = try await checkConfig(["FISSION_DATABASE_URL": "mysql://x", "FISSION_HTTP_PORT": "eighty"])
         #expect(bad.status == 2)
         #expect(bad.stderr.split(separator: "\n").count == 4, "\(bad.stderr)")
         #expect(bad.stderr.contains("FISSION_DATABASE_URL is not a usable database URL"))
         #expect(bad.stderr.contains("FISSION_HTTP_PORT must be a whole number"))
         #expect(bad.stderr.contains("FISSION_KAFKA_BROKERS is required"))
         #expect(bad.stderr.contains("FISSION_JWT_SECRET or FISSION_JWT_PUBLIC_KEYS_FILE is required"))
-        let good = try checkConfig([
+        let good = try await checkConfig([
             "FISSION_DATABASE_URL": "postgres://u:p@127.0.0.1:5432/campaigns", "FISSION_KAFKA_BROKERS": "127.0.0.1:9092",
             "FISSION_JWT_SECRET": "0123456789abcdef0123456789abcdef",
         ])
