@@ -13,6 +13,7 @@ build: deps
 # Builds everything (tests included) and runs the whole suite against a throwaway PostgreSQL
 # cluster (or FISSION_TEST_DATABASE_URL when set).
 test: deps
+	python3 infra/check-deployment.py
 	$(SWIFT) build --build-tests
 	SWIFT=$(SWIFT) infra/local/run-tests.sh $(SWIFT_TEST_FLAGS)
 

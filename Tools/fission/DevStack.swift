@@ -30,8 +30,20 @@ struct Dev: AsyncParsableCommand {
         @Option(help: "Where logs of the broker and services go.")
         var logDirectory = "/tmp/fission-dev"
 
+        @Option(help: "Shoppers in the demo's synthetic social graph (0: skip the viral simulation).")
+        var shoppers = 2_000
+
+        @Option(help: "Seed of the demo's social graph and choices, to replay a run.")
+        var seed: UInt64 = 2_026
+
+        @Option(help: "Where the demo writes its HTML report (default: report.html in the log directory).")
+        var report: String?
+
         func run() async throws {
-            let stack = LocalStack(basePort: basePort, logDirectory: logDirectory)
+            // The demo lets abandoned payments time out within its run.
+            let stack = LocalStack(
+                basePort: basePort, logDirectory: logDirectory,
+                serviceEnvironment: demo ? ["FISSION_PAYMENT_TIMEOUT_SECONDS": "45"] : [:])
             do {
                 try await stack.start()
             } catch {
@@ -42,7 +54,12 @@ struct Dev: AsyncParsableCommand {
             if demo {
                 do {
                     try await Demo(stack: stack).play()
+                    let held = shoppers == 0 ? true : try await ViralDemo(
+                        stack: stack, shoppers: shoppers, seed: seed, reportPath: report ?? "\(logDirectory)/report.html").play()
                     stack.stop()
+                    if !held { throw ExitCode.failure }
+                } catch let exit as ExitCode {
+                    throw exit
                 } catch {
                     FileHandle.standardError.write(Data("fission dev up --demo: \(error) (logs in \(logDirectory))\n".utf8))
                     stack.stop()
@@ -63,14 +80,18 @@ final class LocalStack: @unchecked Sendable {
 
     let basePort: Int
     let logDirectory: String
+    let serviceEnvironment: [String: String]
     private(set) var cluster: EphemeralPostgres?
+    /// Each service's database (the demo's invariant checker reads them).
+    private(set) var databases: [String: PostgresConfiguration] = [:]
     private(set) var children: [(name: String, pid: pid_t)] = []
     private(set) var bootstrap = ""
     var ports: [String: Int] = [:]
 
-    init(basePort: Int, logDirectory: String) {
+    init(basePort: Int, logDirectory: String, serviceEnvironment: [String: String] = [:]) {
         self.basePort = basePort
         self.logDirectory = logDirectory
+        self.serviceEnvironment = serviceEnvironment
     }
 
     func url(_ service: String) -> String { "http://127.0.0.1:\(ports[service]!)" }
@@ -96,6 +117,7 @@ final class LocalStack: @unchecked Sendable {
         for service in Self.services {
             let exists = try await !pool.query("SELECT 1 FROM pg_database WHERE datname = \(service)").isEmpty
             if !exists { try await pool.query("CREATE DATABASE \(identifier: service)") }
+            databases[service] = admin.with(database: service)
         }
         await pool.close()
 
@@ -129,7 +151,7 @@ final class LocalStack: @unchecked Sendable {
                 "FISSION_DATABASE_POOL_SIZE": "8",
                 "FISSION_PAYMENT_WEBHOOK_SECRET": Self.webhookSecret,
                 "FISSION_LOG_LEVEL": "info",
-            ]
+            ].merging(serviceEnvironment) { _, demo in demo }
             let pid = try ChildProcess.start(
                 binaries.appendingPathComponent(service).path, [], environment: environment, logPath: "\(logDirectory)/\(service).log")
             children.append((service, pid))

@@ -9,7 +9,12 @@ packages=(
   librdkafka-dev     # librdkafka 2.0.2, wrapped by Shared/Kafka (includes the mock cluster)
   postgresql         # server binaries for the throwaway test and local-stack clusters
   kcat               # reference for the Kafka benchmark
+  docker-compose     # validates docker-compose.yml without a Docker engine (infra/check-deployment.py)
 )
+# `kubectl kustomize` renders infra/k8s; any kubectl will do, Debian's when none is installed.
+if ! command -v kubectl >/dev/null 2>&1; then
+  packages+=(kubernetes-client)
+fi
 
 missing=()
 for package in "${packages[@]}"; do
