@@ -58,10 +58,17 @@ struct Storefront: Sendable {
             let (status, body) = try await HTTP.call(
                 "POST", "\(orders)/orders", token: shopperToken, json: "{\(fields.joined(separator: ","))}", headers: ["Idempotency-Key": key])
             if status == 201, let id = body["orderId"] as? String { return id }
-            let unknownYet = status == 404 || (body["type"] as? String ?? "").hasSuffix("not-on-sale")
-            guard unknownYet, Date() < deadline else { return nil }
+            guard Self.notOnSaleYet(status, body), Date() < deadline else { return nil }
             try await Task.sleep(for: .milliseconds(200))
         }
+    }
+
+    /// Orders and assists learn a campaign from its events: until then they refuse it as not on
+    /// sale (422 on the campaign field, or 409 campaign-not-on-sale).
+    static func notOnSaleYet(_ status: Int, _ body: [String: Any]) -> Bool {
+        let type = body["type"] as? String ?? ""
+        let text = (try? JSONSerialization.data(withJSONObject: body)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return type.hasSuffix("campaign-not-on-sale") || (status == 422 && text.contains("not a campaign on sale"))
     }
 
     /// What a shopper is asked to pay once stock is reserved; nil when the order was cancelled.

@@ -38,7 +38,7 @@ struct Demo {
         say("merchant published 西湖龙井 500g: list ¥39.90, group price ¥29.90, leader price ¥24.90")
 
         let leader = try await token("u-li-wei")
-        let leaderOrder = try await placeAndPay(campaignID, purpose: "openTeam", team: nil, shopper: leader, name: "Li Wei", orders: orders)
+        let leaderOrder = try await placeAndPay(campaignID, purpose: "openTeam", team: nil, shopper: "u-li-wei", name: "Li Wei")
         let team = try await eventually("the team to open") { () -> [String: Any]? in
             let teams = try await HTTP.list("\(campaigns)/campaigns/\(campaignID)/teams")
             return teams.first
@@ -46,7 +46,7 @@ struct Demo {
         let teamID = team["teamId"] as! String
         say("team \(teamID.prefix(8)) opened, \(team["seatsLeft"] ?? "?") seats left, deadline \(team["deadline"] ?? "")")
         for (user, name) in [("u-zhang-min", "Zhang Min"), ("u-wang-fang", "Wang Fang")] {
-            _ = try await placeAndPay(campaignID, purpose: "joinTeam", team: teamID, shopper: try await token(user), name: name, orders: orders)
+            _ = try await placeAndPay(campaignID, purpose: "joinTeam", team: teamID, shopper: user, name: name)
         }
         let confirmed = try await eventually("the leader's order to be confirmed") { () -> [String: Any]? in
             let (_, order) = try await HTTP.call("GET", "\(orders)/orders/\(leaderOrder)", token: leader)
@@ -99,32 +99,14 @@ struct Demo {
         say("the demo is complete.")
     }
 
-    private func placeAndPay(_ campaign: String, purpose: String, team: String?, shopper: String, name: String, orders: String) async throws -> String {
-        let teamField = team.map { ",\"teamId\":\"\($0)\"" } ?? ""
-        let key = UUID().uuidString
-        // Orders learns the campaign from its events; until then it is not on sale there.
-        let placed = try await eventually("orders to accept \(name)'s order") { () -> [String: Any]? in
-            let (status, body) = try await HTTP.call(
-                "POST", "\(orders)/orders", token: shopper, json: "{\"campaignId\":\"\(campaign)\",\"purpose\":\"\(purpose)\"\(teamField)}",
-                headers: ["Idempotency-Key": key])
-            return status == 201 ? body : nil
+    private func placeAndPay(_ campaign: String, purpose: String, team: String?, shopper: String, name: String) async throws -> String {
+        let store = Storefront(stack: stack)
+        guard let orderID = try await store.placeOrder(campaign: campaign, purpose: purpose, team: team, shopper: shopper) else {
+            throw DemoFailure(description: "orders refused \(name)'s order")
         }
-        let orderID = placed["orderId"] as! String
-        let awaiting = try await eventually("stock to be reserved for \(name)") { () -> [String: Any]? in
-            let (_, order) = try await HTTP.call("GET", "\(orders)/orders/\(orderID)", token: shopper)
-            return order["state"] as? String == "awaiting_payment" ? order : nil
-        }
-        // The simulated payment provider: a signed webhook, as a real one would send.
-        let total = awaiting["total"] as! [String: Any]
-        let body = try JSONSerialization.data(withJSONObject: [
-            "providerRef": "sim-\(UUID().uuidString.prefix(8))", "paymentIntentId": awaiting["paymentIntentId"] as! String,
-            "amount": total, "status": "succeeded",
-        ])
-        let signature = PaymentSignature.header(body: body, timestamp: Int(Date().timeIntervalSince1970), secret: LocalStack.webhookSecret)
-        let (status, _) = try await HTTP.call(
-            "POST", "\(orders)/payments/webhook", json: String(decoding: body, as: UTF8.self), headers: ["X-Fission-Signature": signature])
-        guard status == 200 else { throw DemoFailure(description: "payment webhook refused: \(status)") }
-        say("\(name) ordered (\(purpose)) and paid \(money(total))")
+        guard let due = try await store.payable(orderID, shopper: shopper) else { throw DemoFailure(description: "\(name)'s order was cancelled") }
+        try await store.pay(intent: due.intent, total: due.total)
+        say("\(name) ordered (\(purpose)) and paid \(money(due.total))")
         return orderID
     }
 
