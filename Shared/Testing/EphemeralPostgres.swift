@@ -16,7 +16,8 @@ public struct EphemeralPostgres: Sendable {
     public let port: Int
     /// The superuser's configuration, on database `postgres`.
     public let adminConfiguration: PostgresConfiguration
-    let binDirectory: URL
+    /// The PostgreSQL programs this cluster runs (benchmarks use its `pgbench`).
+    public let binDirectory: URL
     let runsAsPostgresUser: Bool
 
     public static let superuser = "fission"

@@ -30,6 +30,9 @@ struct AssistsBench: AsyncParsableCommand {
     @Option(help: "JSON results file (merged with what is there).")
     var output = "bench/results.json"
 
+    @Option(help: "Seconds of the pgbench -N reference run.")
+    var pgbenchSeconds = 15
+
     func run() async throws {
         var logger = Logger(label: "fission.bench.assists")
         logger.logLevel = .error
@@ -85,6 +88,9 @@ struct AssistsBench: AsyncParsableCommand {
             helperTokens.append(try await issuer.token(for: UserID(rawValue: "helper-\(index)"), roles: [.shopper]))
         }
 
+        // The reference: what the same server does with pgbench's simple-update transaction
+        // (`-N`, 32 clients), measured in this run before the helps.
+        let reference = try await pgbenchTPS(cluster)
         let spreadRun = try await measure(base: base, tokens: Array(helperTokens.prefix(helps))) { spread[$0 % spread.count] }
         let hotRun = try await measure(base: base, tokens: Array(helperTokens.suffix(helps))) { _ in hot }
 
@@ -95,11 +101,34 @@ struct AssistsBench: AsyncParsableCommand {
         }
         let ratio = hotRun.rate / spreadRun.rate
         print(String(format: "hot ÷ spread = %.2f (target ≥ 0.50)", ratio))
+        let versusReference = spreadRun.rate / reference
+        print(String(format: "pgbench -N, 32 clients, same server: %.0f tps; spread helps ÷ pgbench = %.2f (target ≥ 0.80)", reference, versusReference))
         try BenchResults.record([
+            ("assists.helps_vs_pgbench", ["value": spreadRun.rate, "reference": reference, "ratio": versusReference, "target_ratio": 0.8]),
             ("assists.hot_task_helps_per_s", ["value": hotRun.rate, "reference": spreadRun.rate, "ratio": ratio, "target_ratio": 0.5,
                                               "p50_ms": hotRun.p50, "p99_ms": hotRun.p99]),
             ("assists.spread_helps_per_s", ["value": spreadRun.rate, "p50_ms": spreadRun.p50, "p99_ms": spreadRun.p99]),
         ], to: output)
+    }
+
+    /// pgbench -N (simple update) tps against the cluster, scale 10, 32 clients on 2 threads.
+    func pgbenchTPS(_ cluster: EphemeralPostgres) async throws -> Double {
+        let admin = PostgresPool(configuration: cluster.adminConfiguration, options: .init(maxConnections: 1))
+        try await admin.query("CREATE DATABASE pgbench")
+        await admin.close()
+        let pgbench = cluster.binDirectory.appendingPathComponent("pgbench").path
+        let connection = ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", EphemeralPostgres.superuser]
+        let environment = ["PGPASSWORD": EphemeralPostgres.superuserPassword, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        try await ChildProcess.run(pgbench, connection + ["-i", "-q", "-s", "10", "pgbench"], environment: environment, timeLimit: .seconds(300))
+        let output = try await ChildProcess.run(
+            pgbench, connection + ["-N", "-c", "32", "-j", "2", "-T", String(pgbenchSeconds), "pgbench"],
+            environment: environment, timeLimit: .seconds(Double(pgbenchSeconds) + 120))
+        // "tps = 1234.5 (without initial connection time)"
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
+              let tps = Double(line.dropFirst("tps = ".count).prefix { $0 != " " }) else {
+            throw ValidationError("pgbench printed no tps: \(output.suffix(400))")
+        }
+        return tps
     }
 
     struct Run {
