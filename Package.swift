@@ -310,7 +310,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FissionTesting", "FissionCommand", "FissionBroker", "campaigns", "assists", "orders", "levels", "notifications"],
+            dependencies: ["Domain", "FissionTesting", "FissionCommand", "FissionBroker", "campaigns", "assists", "orders", "levels", "notifications"],
             path: "Tests/EndToEndTests",
             swiftSettings: strict
         ),

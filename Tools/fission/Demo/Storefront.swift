@@ -42,8 +42,8 @@ struct Storefront: Sendable {
         return id
     }
 
-    /// Places an order; nil when it is refused (team full, limit reached, sold out). Orders
-    /// learns a new campaign from its events, so a campaign it does not know yet is retried.
+    /// Places an order; nil when it is refused (team full, limit reached, sold out). What orders
+    /// has not learned yet (a new campaign, a just-completed task) is retried for 30 s.
     func placeOrder(
         campaign: String, purpose: String, team: String? = nil, task: String? = nil, shareCode: String? = nil, shopper: String
     ) async throws -> String? {
@@ -58,17 +58,19 @@ struct Storefront: Sendable {
             let (status, body) = try await HTTP.call(
                 "POST", "\(orders)/orders", token: shopperToken, json: "{\(fields.joined(separator: ","))}", headers: ["Idempotency-Key": key])
             if status == 201, let id = body["orderId"] as? String { return id }
-            guard Self.notOnSaleYet(status, body), Date() < deadline else { return nil }
+            guard Self.notKnownYet(status, body), Date() < deadline else { return nil }
             try await Task.sleep(for: .milliseconds(200))
         }
     }
 
-    /// Orders and assists learn a campaign from its events: until then they refuse it as not on
-    /// sale (422 on the campaign field, or 409 campaign-not-on-sale).
-    static func notOnSaleYet(_ status: Int, _ body: [String: Any]) -> Bool {
+    /// Orders and assists learn campaigns and completed tasks from events: until one arrives they
+    /// refuse it (422 on the campaign field, 409 campaign-not-on-sale or task-not-completed), and
+    /// a client that just saw it elsewhere retries.
+    static func notKnownYet(_ status: Int, _ body: [String: Any]) -> Bool {
         let type = body["type"] as? String ?? ""
         let text = (try? JSONSerialization.data(withJSONObject: body)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        return type.hasSuffix("campaign-not-on-sale") || (status == 422 && text.contains("not a campaign on sale"))
+        return type.hasSuffix("campaign-not-on-sale") || type.hasSuffix("task-not-completed")
+            || (status == 422 && text.contains("not a campaign on sale"))
     }
 
     /// What a shopper is asked to pay once stock is reserved; nil when the order was cancelled.

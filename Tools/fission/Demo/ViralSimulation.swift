@@ -201,7 +201,7 @@ struct ViralSimulation: Sendable {
                     started = body
                     break
                 }
-                guard Storefront.notOnSaleYet(status, body) else { break }
+                guard Storefront.notKnownYet(status, body) else { break }
                 try await Task.sleep(for: .milliseconds(200))
             }
             guard let task = started?["taskId"] as? String else { return nil }

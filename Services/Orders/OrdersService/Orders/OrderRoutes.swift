@@ -12,6 +12,7 @@ struct OrderRoutes {
         api.get("/orders", use: mine)
         api.get("/orders/{id}", use: read)
         api.post("/orders/{id}/cancel", use: cancel)
+        api.post("/orders/{id}/refund", use: refund)
         api.get("/campaigns/{id}/orders", use: campaignOrders)
     }
 
@@ -63,6 +64,30 @@ struct OrderRoutes {
                 break  // already done: a retry changes nothing
             case .paid, .confirmed:
                 throw Problem.conflict(kind: "not-cancellable", "a \(order.state.rawValue) order cannot be cancelled here")
+            }
+            return try await OrderBook.find(id, on: connection)!
+        }
+    }
+    /// After-sales: the campaign's merchant refunds a paid or confirmed order (the buyer returned
+    /// the goods). Levels revokes what the order awarded; campaigns puts the unit back.
+    @Sendable func refund(_ request: Request, context: FissionRequestContext) async throws -> OrderView {
+        let merchant = try context.require(.merchant)
+        let id: OrderID = try context.pathID("id")
+        return try await runtime.pool.withTransaction { connection in
+            guard let order = try await OrderBook.find(id, on: connection, lock: true),
+                  try await !connection.query(
+                    "SELECT 1 FROM campaign_terms WHERE campaign_id = \(order.campaignId.rawValue) AND merchant_id = \(merchant.userID.rawValue)"
+                  ).isEmpty
+            else { throw Problem.notFound("no order \(id) in a campaign of yours") }
+            switch order.state {
+            case .paid, .waitingForTeam, .confirmed:
+                try await OrderBook.refund(
+                    order, reason: .merchant, from: [.paid, .waitingForTeam, .confirmed], correlation: context.requestID, causation: nil,
+                    on: connection)
+            case .refunded:
+                break  // already refunded: a retry changes nothing
+            case .placed, .awaitingPayment, .cancelled:
+                throw Problem.conflict(kind: "not-refundable", "a \(order.state.rawValue) order has no payment to refund")
             }
             return try await OrderBook.find(id, on: connection)!
         }
