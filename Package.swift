@@ -82,6 +82,7 @@ let package = Package(
             name: "ServiceKit",
             dependencies: [
                 "Postgres", "Kafka", "Domain",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -95,7 +96,7 @@ let package = Package(
         .target(
             name: "FissionTesting",
             dependencies: [
-                "Postgres",
+                "Postgres", "Domain",
                 "Kafka",
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 import Postgres
 
@@ -27,5 +28,12 @@ public enum Contracts {
             "/usr/bin/env", ["python3", directory.appendingPathComponent("validate.py").path, "--instances", folder.path],
             timeLimit: .seconds(300))
         return (types, output)
+    }
+}
+
+/// The events of one type a service appended to its outbox, oldest first.
+public func emitted<Payload: DomainEvent>(_ type: Payload.Type, on pool: PostgresPool) async throws -> [Payload] {
+    try await pool.query("SELECT payload FROM outbox WHERE event_type = \(Payload.eventType) ORDER BY id").map {
+        try EventCoding.decode(Payload.self, from: Array(try $0.decode("payload", as: String.self).utf8)).data
     }
 }

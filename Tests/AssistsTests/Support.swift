@@ -55,8 +55,3 @@ func help(_ task: TaskID, by helper: String, device: String? = nil, network: Str
     }
 }
 
-func emitted<Payload: DomainEvent>(_ type: Payload.Type, on pool: PostgresPool) async throws -> [Payload] {
-    try await pool.query("SELECT payload FROM outbox WHERE event_type = \(Payload.eventType) ORDER BY id").map {
-        try EventCoding.decode(Payload.self, from: Array(try $0.decode("payload", as: String.self).utf8)).data
-    }
-}

@@ -49,13 +49,6 @@ func handle<Payload: DomainEvent>(
     try await pool.withTransaction(retryingSerializationFailures: 5) { try await handler(event, $0) }
 }
 
-/// Events the service appended to its outbox, by type.
-func emitted<Payload: DomainEvent>(_ type: Payload.Type, on pool: PostgresPool) async throws -> [Payload] {
-    try await pool.query("SELECT payload FROM outbox WHERE event_type = \(Payload.eventType) ORDER BY id").map {
-        try EventCoding.decode(Payload.self, from: Array(try $0.decode("payload", as: String.self).utf8)).data
-    }
-}
-
 func orderPlaced(_ campaign: CampaignID, user: String, purpose: OrderPurpose = .plain, team: TeamID? = nil, order: OrderID = OrderID()) -> OrderPlaced {
     OrderPlaced(
         orderId: order, userId: UserID(rawValue: user), campaignId: campaign, purpose: purpose, teamId: team, quantity: 1,

@@ -55,7 +55,7 @@ struct FlowTests {
         let leader = "u-leader-\(suffix)", friends = ["u-friend-a-\(suffix)", "u-friend-b-\(suffix)"]
         let opening = try #require(try await store.placeOrder(campaign: campaign, purpose: "openTeam", shopper: leader))
         try await pay(opening, leader, store)
-        let team = try await eventually("the team to open") { () -> String? in
+        let team = try await waitFor("the team to open") { () -> String? in
             let (_, order) = try await HTTP.call("GET", "\(store.orders)/orders/\(opening)", token: try await store.token(leader))
             return order["teamId"] as? String
         }
@@ -68,7 +68,7 @@ struct FlowTests {
             orders.append((order, friend))
         }
         for (order, shopper) in orders {
-            try await eventually("\(shopper)'s order to be confirmed") { () -> Bool? in
+            try await waitFor("\(shopper)'s order to be confirmed") { () -> Bool? in
                 let (_, body) = try await HTTP.call("GET", "\(store.orders)/orders/\(order)", token: try await store.token(shopper))
                 return body["state"] as? String == "confirmed" ? true : nil
             }
@@ -76,7 +76,7 @@ struct FlowTests {
         let (_, page) = try await HTTP.call("GET", "\(store.campaigns)/teams/\(team)")
         #expect(page["status"] as? String == "completed")
         #expect(page["memberCount"] as? Int == 3)
-        let referralAwards = try await eventually("the leader's referral XP") { () -> [[String: Any]]? in
+        let referralAwards = try await waitFor("the leader's referral XP") { () -> [[String: Any]]? in
             let awards = try await ledger(leader, store).filter { $0["rule"] as? String == "friendPurchase" }
             return awards.count == 2 ? awards : nil
         }
@@ -88,7 +88,7 @@ struct FlowTests {
             "POST", "\(store.orders)/orders/\(orders[1].0)/refund", token: try await store.token(merchant, .merchant))
         #expect(status == 200, "\(refunded)")
         #expect(refunded["state"] as? String == "refunded")
-        let revocations = try await eventually("the referral award to be revoked") { () -> [[String: Any]]? in
+        let revocations = try await waitFor("the referral award to be revoked") { () -> [[String: Any]]? in
             let lines = try await ledger(leader, store).filter { $0["rule"] as? String == "friendPurchase" && ($0["points"] as? Int ?? 0) < 0 }
             return lines.isEmpty ? nil : lines
         }
@@ -111,22 +111,22 @@ struct FlowTests {
         let leader = "u-hopeful-\(suffix)", friend = "u-late-friend-\(suffix)"
         let opening = try #require(try await store.placeOrder(campaign: campaign, purpose: "openTeam", shopper: leader))
         try await pay(opening, leader, store)
-        let team = try await eventually("the team to open") { () -> String? in
+        let team = try await waitFor("the team to open") { () -> String? in
             let (_, order) = try await HTTP.call("GET", "\(store.orders)/orders/\(opening)", token: try await store.token(leader))
             return order["teamId"] as? String
         }
         let joining = try #require(try await store.placeOrder(campaign: campaign, purpose: "joinTeam", team: team, shopper: friend))
         try await pay(joining, friend, store)
-        try await eventually("the team to expire", timeout: 180) { () -> Bool? in
+        try await waitFor("the team to expire", timeout: .seconds(180)) { () -> Bool? in
             let (_, page) = try await HTTP.call("GET", "\(store.campaigns)/teams/\(team)")
             return page["status"] as? String == "expired" ? true : nil
         }
         for (order, shopper) in [(opening, leader), (joining, friend)] {
-            try await eventually("\(shopper)'s refund") { () -> Bool? in
+            try await waitFor("\(shopper)'s refund") { () -> Bool? in
                 let (_, body) = try await HTTP.call("GET", "\(store.orders)/orders/\(order)", token: try await store.token(shopper))
                 return body["state"] as? String == "refunded" ? true : nil
             }
-            try await eventually("\(shopper) to be told the team expired") { () -> Bool? in
+            try await waitFor("\(shopper) to be told the team expired") { () -> Bool? in
                 let (_, inbox) = try await HTTP.call("GET", "\(store.notifications)/inbox?limit=20", token: try await store.token(shopper))
                 let items = inbox["items"] as? [[String: Any]] ?? []
                 return items.contains { $0["category"] as? String == "teamExpired" } ? true : nil
@@ -147,7 +147,7 @@ struct FlowTests {
             """, merchant: merchant)
         let suffix = UUID().uuidString.prefix(6)
         let initiator = "u-bargainer-\(suffix)"
-        let task = try await eventually("assists to start the task") { () -> String? in
+        let task = try await waitFor("assists to start the task") { () -> String? in
             let (status, body) = try await HTTP.call(
                 "POST", "\(store.assists)/tasks", token: try await store.token(initiator), json: "{\"campaignId\":\"\(campaign)\"}")
             return status == 201 ? body["taskId"] as? String : nil
@@ -168,16 +168,16 @@ struct FlowTests {
         let due = try #require(try await store.payable(order, shopper: initiator))
         #expect(due.total["amount"] as? Int == 1990, "the initiator pays exactly the floor")
         try await store.pay(intent: due.intent, total: due.total)
-        try await eventually("the bargain order to be confirmed") { () -> Bool? in
+        try await waitFor("the bargain order to be confirmed") { () -> Bool? in
             let (_, body) = try await HTTP.call("GET", "\(store.orders)/orders/\(order)", token: try await store.token(initiator))
             return body["state"] as? String == "confirmed" ? true : nil
         }
-        let rules = try await eventually("the sharer's XP for opened links and helps") { () -> Set<String>? in
+        let rules = try await waitFor("the sharer's XP for opened links and helps") { () -> Set<String>? in
             let rules = Set(try await ledger(initiator, store).compactMap { $0["rule"] as? String })
             return rules.isSuperset(of: ["shareOpened", "friendHelped", "ownPurchase"]) ? rules : nil
         }
         #expect(rules.contains("shareOpened"))
-        try await eventually("the initiator to be notified of the helps and the completion") { () -> Bool? in
+        try await waitFor("the initiator to be notified of the helps and the completion") { () -> Bool? in
             let (_, inbox) = try await HTTP.call("GET", "\(store.notifications)/inbox?limit=20", token: try await store.token(initiator))
             let categories = Set((inbox["items"] as? [[String: Any]] ?? []).compactMap { $0["category"] as? String })
             return categories.isSuperset(of: ["assistRecorded", "taskCompleted"]) ? true : nil
@@ -209,14 +209,4 @@ struct FlowTests {
         return level["xp"] as? Int ?? -1
     }
 
-    @discardableResult
-    func eventually<T>(_ what: String, timeout: TimeInterval = 60, _ probe: () async throws -> T?) async throws -> T {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let value = try await probe() { return value }
-            try await Task.sleep(for: .milliseconds(250))
-        }
-        Issue.record("timed out waiting for \(what)")
-        throw CancellationError()
-    }
 }

@@ -2,17 +2,6 @@ import Foundation
 import FissionTesting
 import Kafka
 
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held. Generous
-/// timeouts: the local broker's first group join alone takes 3 s, and CI machines are busy.
-func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
-}
-
 /// What one consumer saw, filled by its consuming task.
 actor ConsumerLog {
     var messages: [KafkaMessage] = []

@@ -19,12 +19,6 @@ func withLevelsDatabase<T>(isolation: isolated (any Actor)? = #isolation, _ body
     }
 }
 
-func emitted<Payload: DomainEvent>(_ type: Payload.Type, on pool: PostgresPool) async throws -> [Payload] {
-    try await pool.query("SELECT payload FROM outbox WHERE event_type = \(Payload.eventType) ORDER BY id").map {
-        try EventCoding.decode(Payload.self, from: Array(try $0.decode("payload", as: String.self).utf8)).data
-    }
-}
-
 func xp(_ user: String, on pool: PostgresPool) async throws -> (xp: Int, level: Int) {
     guard let row = try await pool.query("SELECT xp, earned_level FROM members WHERE user_id = \(user)").first else { return (0, 1) }
     return (try row.decode("xp"), try row.decode("earned_level"))

@@ -156,7 +156,7 @@ struct NotificationsTests {
                 #expect(state == "delivered")
                 let (signature, body) = try #require(received.withLock { $0.last })
                 let timestamp = Int(signature.split(separator: ",").first!.dropFirst(2))!
-                #expect(Webhooks.signature(body: Data(body.utf8), timestamp: timestamp, secret: secret) == signature)
+                #expect(WebhookSignature.header(body: Data(body.utf8), timestamp: timestamp, secret: secret) == signature)
                 #expect(body.contains(paid.id.description))
             }
         }

@@ -75,9 +75,7 @@ struct OrdersFixture: Sendable {
     }
 
     func emitted<Payload: DomainEvent>(_ type: Payload.Type) async throws -> [Payload] {
-        try await pool.query("SELECT payload FROM outbox WHERE event_type = \(Payload.eventType) ORDER BY id").map {
-            try EventCoding.decode(Payload.self, from: Array(try $0.decode("payload", as: String.self).utf8)).data
-        }
+        try await FissionTesting.emitted(type, on: pool)
     }
 }
 

@@ -17,16 +17,6 @@ func withKitDatabase<T>(
     }
 }
 
-/// Polls until `condition` holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
-}
-
 /// Reads a topic from the start into memory, in the background.
 actor TopicRecorder {
     private(set) var messages: [KafkaMessage] = []

@@ -97,9 +97,9 @@ struct Storefront: Sendable {
         let body = try JSONSerialization.data(withJSONObject: [
             "providerRef": "sim-\(UUID().uuidString.prefix(12))", "paymentIntentId": intent, "amount": total, "status": "succeeded",
         ])
-        let signature = PaymentSignature.header(body: body, timestamp: Int(Date().timeIntervalSince1970), secret: webhookSecret)
+        let signature = WebhookSignature.header(body: body, timestamp: Int(Date().timeIntervalSince1970), secret: webhookSecret)
         let (status, answer) = try await HTTP.call(
-            "POST", "\(orders)/payments/webhook", json: String(decoding: body, as: UTF8.self), headers: ["X-Fission-Signature": signature])
+            "POST", "\(orders)/payments/webhook", json: String(decoding: body, as: UTF8.self), headers: [WebhookSignature.headerName: signature])
         guard status == 200 else { throw Failure(description: "payment webhook refused: \(status) \(answer)") }
     }
 }

@@ -107,9 +107,10 @@ struct ViralSimulation: Sendable {
             await tally.clicked(member)
             switch post.kind {
             case .groupBuy:
-                guard rng.chance(0.5), await tally.claim(member, .groupBuy) else { continue }
+                // A team only completes if its members bring friends: most who join share it on.
+                guard rng.chance(0.6), await tally.claim(member, .groupBuy) else { continue }
                 let team: String? = try await joinOrOpen(member, team: post.target, code: post.code, campaigns, tally: tally, rng: &rng)
-                if let team, rng.chance(0.45) {
+                if let team, rng.chance(0.8) {
                     made.append(try await share(member, .groupBuy, campaign: campaigns.groupBuy, targetKind: "team", target: team, rng: &rng))
                 }
             case .bargain, .unlock:

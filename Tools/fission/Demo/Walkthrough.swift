@@ -39,7 +39,7 @@ struct Demo {
 
         let leader = try await token("u-li-wei")
         let leaderOrder = try await placeAndPay(campaignID, purpose: "openTeam", team: nil, shopper: "u-li-wei", name: "Li Wei")
-        let team = try await eventually("the team to open") { () -> [String: Any]? in
+        let team = try await waitFor("the team to open") { () -> [String: Any]? in
             let teams = try await HTTP.list("\(campaigns)/campaigns/\(campaignID)/teams")
             return teams.first
         }
@@ -48,7 +48,7 @@ struct Demo {
         for (user, name) in [("u-zhang-min", "Zhang Min"), ("u-wang-fang", "Wang Fang")] {
             _ = try await placeAndPay(campaignID, purpose: "joinTeam", team: teamID, shopper: user, name: name)
         }
-        let confirmed = try await eventually("the leader's order to be confirmed") { () -> [String: Any]? in
+        let confirmed = try await waitFor("the leader's order to be confirmed") { () -> [String: Any]? in
             let (_, order) = try await HTTP.call("GET", "\(orders)/orders/\(leaderOrder)", token: leader)
             return order["state"] as? String == "confirmed" ? order : nil
         }
@@ -67,7 +67,7 @@ struct Demo {
         let pot = try await created(HTTP.call("POST", "\(campaigns)/campaigns", token: merchant, json: bargain), "create the bargain campaign")
         let potID = pot["id"] as! String
         _ = try await HTTP.call("POST", "\(campaigns)/campaigns/\(potID)/publish", token: merchant)
-        let task = try await eventually("assists to learn the campaign and start the task") { () -> [String: Any]? in
+        let task = try await waitFor("assists to learn the campaign and start the task") { () -> [String: Any]? in
             let (status, body) = try await HTTP.call("POST", "\(assists)/tasks", token: leader, json: "{\"campaignId\":\"\(potID)\"}")
             return status == 201 ? body : nil
         }
@@ -83,12 +83,12 @@ struct Demo {
         say("task complete; seed revealed; cuts \(cuts.map { money(["amount": $0, "currency": "CNY"]) }.joined(separator: " + ")) = ¥\(String(format: "%.2f", Double(cuts.reduce(0, +)) / 100))")
 
         say("")
-        let level = try await eventually("levels to award XP for the confirmed purchase") { () -> [String: Any]? in
+        let level = try await waitFor("levels to award XP for the confirmed purchase") { () -> [String: Any]? in
             let (_, body) = try await HTTP.call("GET", "\(levels)/me/level", token: leader)
             return (body["xp"] as? Int ?? 0) > 0 ? body : nil
         }
         say("Li Wei: \(level["xp"] ?? 0) XP, level \(level["level"] ?? 1)")
-        let inbox = try await eventually("Li Wei's inbox to fill") { () -> [String: Any]? in
+        let inbox = try await waitFor("Li Wei's inbox to fill") { () -> [String: Any]? in
             let (_, body) = try await HTTP.call("GET", "\(notifications)/inbox?limit=5", token: leader)
             return ((body["items"] as? [Any])?.count ?? 0) >= 3 ? body : nil
         }
@@ -115,14 +115,6 @@ struct Demo {
         return result.1
     }
 
-    private func eventually<T>(_ what: String, timeout: TimeInterval = 60, _ probe: () async throws -> T?) async throws -> T {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let value = try? await probe() { return value }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw DemoFailure(description: "timed out waiting for \(what)")
-    }
 
     private func money(_ value: Any?) -> String {
         guard let object = value as? [String: Any], let amount = object["amount"] as? Int else { return "?" }

@@ -38,13 +38,6 @@ enum Webhooks {
         }
     }
 
-    static func signature(body: Data, timestamp: Int, secret: String) -> String {
-        var message = Data("\(timestamp).".utf8)
-        message.append(body)
-        let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Data(secret.utf8)))
-        return "t=\(timestamp),v1=" + mac.map { String(format: "%02x", $0) }.joined()
-    }
-
     /// One attempt of one delivery (a scheduled job). A failure reschedules with backoff.
     static func deliver(_ job: ScheduledJob, _ connection: PostgresConnection) async throws {
         guard let id = UUID(uuidString: job.key), let row = try await connection.query(
@@ -65,8 +58,8 @@ enum Webhooks {
         request.timeoutInterval = 5
         request.httpBody = body
         request.setValue("application/cloudevents+json", forHTTPHeaderField: "Content-Type")
-        request.setValue(signature(body: body, timestamp: Int(Date().timeIntervalSince1970), secret: try row.decode("secret")),
-                         forHTTPHeaderField: "X-Fission-Signature")
+        request.setValue(WebhookSignature.header(body: body, timestamp: Int(Date().timeIntervalSince1970), secret: try row.decode("secret")),
+                         forHTTPHeaderField: WebhookSignature.headerName)
         var status: Int?
         var failure: String?
         do {

@@ -15,7 +15,7 @@ struct PaymentWebhook: Sendable {
     let runtime: ServiceRuntime
     let secret: String
     static let tolerance: TimeInterval = 300
-    static let signatureHeader = HTTPField.Name("X-Fission-Signature")!
+    static let signatureHeader = HTTPField.Name(WebhookSignature.headerName)!
 
     struct Notice: Codable, Sendable {
         var providerRef: String
@@ -35,7 +35,7 @@ struct PaymentWebhook: Sendable {
     }
 
     static func signature(body: Data, timestamp: Int, secret: String) -> String {
-        PaymentSignature.header(body: body, timestamp: timestamp, secret: secret)
+        WebhookSignature.header(body: body, timestamp: timestamp, secret: secret)
     }
 
     @Sendable func receive(_ request: Request, context: FissionRequestContext) async throws -> Receipt {
@@ -132,16 +132,5 @@ struct PaymentWebhook: Sendable {
     private func log(_ outcome: String, _ reason: String, context: FissionRequestContext) async throws {
         context.logger.warning("payment webhook refused", metadata: ["reason": "\(reason)"])
         try await runtime.pool.query("INSERT INTO webhook_log (outcome, reason) VALUES (\(outcome), \(reason))")
-    }
-}
-
-/// How the payment provider signs its webhook calls: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
-/// "<t>.<body>">`. Public so the simulated provider of the local stack signs like a real one.
-public enum PaymentSignature {
-    public static func header(body: Data, timestamp: Int, secret: String) -> String {
-        var message = Data("\(timestamp).".utf8)
-        message.append(body)
-        let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Data(secret.utf8)))
-        return "t=\(timestamp),v1=" + mac.map { String(format: "%02x", $0) }.joined()
     }
 }
