@@ -311,7 +311,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Domain", "FissionTesting", "FissionCommand", "FissionBroker", "campaigns", "assists", "orders", "levels", "notifications"],
+            dependencies: ["Domain", "ServiceKit", "FissionTesting", "FissionCommand", "FissionBroker", "campaigns", "assists", "orders", "levels", "notifications"],
             path: "Tests/EndToEndTests",
             swiftSettings: strict
         ),

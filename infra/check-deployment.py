@@ -38,7 +38,9 @@ ONE_OF = [{"FISSION_JWT_SECRET", "FISSION_JWT_PUBLIC_KEYS_FILE"}]
 
 # How services read their settings: EnvironmentReader's methods.
 READ_PATTERN = re.compile(
-    r'environment\s*\.\s*(?:required|optional|string|integer|seconds|database)\s*\(\s*"(FISSION_[A-Z0-9_]+)"')
+    # Any EnvironmentReader accessor (required, optional, string, integer, seconds, database,
+    # budget, and whatever comes next) called with a FISSION_ name.
+    r'environment\s*\.\s*[a-z][A-Za-z]*\s*\(\s*"(FISSION_[A-Z0-9_]+)"')
 
 problems: list[str] = []
 

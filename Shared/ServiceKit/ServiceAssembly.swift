@@ -41,7 +41,7 @@ extension ServiceApplication {
         let metrics = ServiceMetrics()
         let runtime = ServiceRuntime(
             name: definition.name, pool: pool, producer: producer, metrics: metrics,
-            verifier: try await TokenVerifier(settings.tokenKeys), logger: logger)
+            verifier: try await TokenVerifier(settings.tokenKeys), logger: logger, rateLimits: settings.rateLimits)
         var services: [any Service] = []
         var relayOptions = OutboxRelay.Options()
         relayOptions.retention = settings.outboxRetention

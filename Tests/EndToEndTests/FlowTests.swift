@@ -1,4 +1,5 @@
 import Domain
+import ServiceKit
 @testable import FissionCommand
 import FissionTesting
 import Foundation
@@ -7,7 +8,7 @@ import Testing
 /// Each flow of the design, walked across the real service executables on the local stack
 /// (its own PostgreSQL cluster, the broker process, five service processes) through the public
 /// APIs only. The flows share one stack and run side by side.
-@Suite("Flows across services")
+@Suite("Flows across services", .timeLimit(.minutes(10)))
 struct FlowTests {
     @Test func teamsBargainsAndRefundsFlowThroughEveryService() async throws {
         let logs = FileManager.default.temporaryDirectory.appendingPathComponent("fission-flows-\(UUID())").path
@@ -25,7 +26,8 @@ struct FlowTests {
             async let completed: Void = teamCompletesAndARefundRevokesTheSharersXP(store, merchant: merchant)
             async let expired: Void = teamExpiresAndEveryMemberIsRefundedAndNotified(store, merchant: merchant)
             async let bargain: Void = bargainCompletesAtTheFloorAndTheSharerEarnsXP(store, merchant: merchant)
-            _ = try await (completed, expired, bargain)
+            async let access: Void = everyOperationAdmitsOnlyItsRolesAndSurvivesHostileInput(stack, store)
+            _ = try await (completed, expired, bargain, access)
         } catch {
             stack.stop()
             throw error
@@ -181,6 +183,23 @@ struct FlowTests {
             let (_, inbox) = try await HTTP.call("GET", "\(store.notifications)/inbox?limit=20", token: try await store.token(initiator))
             let categories = Set((inbox["items"] as? [[String: Any]] ?? []).compactMap { $0["category"] as? String })
             return categories.isSuperset(of: ["assistRecorded", "taskCompleted"]) ? true : nil
+        }
+    }
+
+    /// Every operation of every service, tried without a token and with each role's token, then
+    /// with hostile input: the declared roles are enforced and nothing answers 5xx.
+    func everyOperationAdmitsOnlyItsRolesAndSurvivesHostileInput(_ stack: LocalStack, _ store: Storefront) async throws {
+        let services = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Services")
+        var tokens: [String: String] = [:]
+        for role in AccessControl.roles {
+            tokens[role] = try await store.token("u-access-\(role)", Role(rawValue: role)!)
+        }
+        for (folder, service) in [("Campaigns", "campaigns"), ("Assists", "assists"), ("Orders", "orders"), ("Levels", "levels"),
+                                  ("Notifications", "notifications")] {
+            let problems = try await AccessControl.check(
+                document: services.appendingPathComponent("\(folder)/openapi.yaml"), baseURL: stack.url(service), tokens: tokens)
+            #expect(problems.isEmpty, "\(service):\n\(problems.joined(separator: "\n"))")
         }
     }
 

@@ -53,7 +53,7 @@ struct OrdersContractTests {
     @Test func openAPIDocumentIsValidAndEveryOperationIsServed() async throws {
         #expect(try await OpenAPIDocument.validationProblem(Self.document) == nil)
         let operations = try OpenAPIDocument.operations(of: Self.document)
-        #expect(operations.count == 9, "\(operations)")
+        #expect(operations.count == 10, "\(operations)")
         try await withOrders { orders in
             for (method, path) in operations {
                 let uri = path.replacingOccurrences(of: "{id}", with: UUID().uuidString.lowercased())

@@ -33,10 +33,15 @@ struct HTTPTests {
             let runtime = ServiceRuntime(
                 name: "test", pool: pool,
                 producer: try KafkaProducer(configuration: try await TestKafka.shared.producerConfiguration()),
-                metrics: ServiceMetrics(), verifier: try await TokenVerifier(.sharedSecret(Self.secret)), logger: logger)
+                metrics: ServiceMetrics(), verifier: try await TokenVerifier(.sharedSecret(Self.secret)), logger: logger,
+                rateLimits: RateLimiter(perUser: RateBudget(2, per: .seconds(60)), perAddress: RateBudget(3, per: .seconds(60))))
             let app = ServiceApplication.build(runtime: runtime, port: 0, services: []) { api in
                 api.get("/me") { _, context -> String in
                     try context.require(.shopper).userID.rawValue
+                }
+                api.post("/limited") { request, context -> String in
+                    try context.admit("limited", request, limits: runtime.rateLimits)
+                    return "ok"
                 }
                 api.post("/merchant/things") { _, context -> String in
                     _ = try context.require(.merchant)
@@ -90,6 +95,48 @@ struct HTTPTests {
             let merchant = try await issuer.token(for: "m-tea", roles: [.merchant])
             try await client.execute(uri: "/merchant/things", method: .post, headers: Self.bearer(merchant)) { #expect($0.status == .ok) }
         }
+    }
+
+    @Test func rateLimitedActionsAnswer429WithRetryAfterPerUserAndPerAddress() async throws {
+        try await withService { client, _, issuer in
+            let li = Self.bearer(try await issuer.token(for: "u-li", roles: [.shopper]))
+            let zhang = Self.bearer(try await issuer.token(for: "u-zhang", roles: [.shopper]))
+            for _ in 0..<2 {
+                try await client.execute(uri: "/limited", method: .post, headers: li) { #expect($0.status == .ok) }
+            }
+            // Li's own budget (2 a minute) is spent; a refill takes 30 s.
+            try await client.execute(uri: "/limited", method: .post, headers: li) { response in
+                Self.expectProblem(response, .tooManyRequests, kind: "rate-limited")
+                #expect(Int(response.headers[.retryAfter] ?? "") == 30)
+            }
+            // Zhang has budget of his own, but the shared address (3 a minute) runs out.
+            try await client.execute(uri: "/limited", method: .post, headers: zhang) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/limited", method: .post, headers: zhang) { Self.expectProblem($0, .tooManyRequests, kind: "rate-limited") }
+            // Behind an ingress, each forwarded client address has its own budget.
+            var forwarded = zhang
+            forwarded[HTTPField.Name("X-Forwarded-For")!] = "203.0.113.7, 10.0.0.1"
+            try await client.execute(uri: "/limited", method: .post, headers: forwarded) { #expect($0.status == .ok) }
+        }
+    }
+
+    @Test func budgetsRefillSmoothlyAndParseFromSettings() throws {
+        let limiter = RateLimiter(perUser: RateBudget(3, per: .seconds(60)), perAddress: nil)
+        let start = ContinuousClock.now
+        for _ in 0..<3 { try limiter.admit("help", user: "u-a", address: nil, now: start) }
+        #expect(throws: Problem.self) { try limiter.admit("help", user: "u-a", address: nil, now: start) }
+        // Another action, another user: budgets of their own.
+        try limiter.admit("share", user: "u-a", address: nil, now: start)
+        try limiter.admit("help", user: "u-b", address: nil, now: start)
+        // One request's worth returns every 20 s.
+        try limiter.admit("help", user: "u-a", address: nil, now: start.advanced(by: .seconds(20)))
+        #expect(throws: Problem.self) { try limiter.admit("help", user: "u-a", address: nil, now: start.advanced(by: .seconds(21))) }
+        #expect(RateBudget.parse("30/60") == .some(RateBudget(30, per: .seconds(60))))
+        #expect(RateBudget.parse("off") == .some(nil))
+        #expect(RateBudget.parse("thirty") == nil)
+        var reader = EnvironmentReader(["FISSION_RATE_LIMIT_PER_USER": "5/1", "FISSION_RATE_LIMIT_PER_ADDRESS": "lots"])
+        #expect(reader.budget("FISSION_RATE_LIMIT_PER_USER", default: RateBudget(1, per: .seconds(1))) == RateBudget(5, per: .seconds(1)))
+        _ = reader.budget("FISSION_RATE_LIMIT_PER_ADDRESS", default: RateBudget(1, per: .seconds(1)))
+        #expect(reader.problems == ["FISSION_RATE_LIMIT_PER_ADDRESS must be count/seconds (like 30/60) or off, got 'lots'"])
     }
 
     @Test func oversizedMalformedOrInvalidBodiesGetProblemsAndChangeNothing() async throws {

@@ -151,6 +151,9 @@ final class LocalStack: @unchecked Sendable {
                 "FISSION_DATABASE_POOL_SIZE": "8",
                 "FISSION_PAYMENT_WEBHOOK_SECRET": Self.webhookSecret,
                 "FISSION_LOG_LEVEL": "info",
+                // Every local client is 127.0.0.1: a per-address budget would throttle the demo's
+                // thousands of shoppers as one.
+                "FISSION_RATE_LIMIT_PER_ADDRESS": "off",
             ].merging(serviceEnvironment) { _, demo in demo }
             let pid = try ChildProcess.start(
                 binaries.appendingPathComponent(service).path, [], environment: environment, logPath: "\(logDirectory)/\(service).log")

@@ -59,6 +59,16 @@ public struct EnvironmentReader {
 
     public mutating func problem(_ line: String) { problems.append(line) }
 
+    /// A rate budget as `count/seconds` ("30/60"), or "off".
+    public mutating func budget(_ name: String, default fallback: RateBudget) -> RateBudget? {
+        guard let text = value(name) else { return fallback }
+        guard let budget = RateBudget.parse(text) else {
+            problem("\(name) must be count/seconds (like 30/60) or off, got '\(text)'")
+            return fallback
+        }
+        return budget
+    }
+
     /// Prints each problem as one line on stderr and exits 2 when there are any.
     public func exitOnProblems(service: String) {
         guard !problems.isEmpty else { return }
@@ -82,11 +92,13 @@ public struct ServiceSettings: Sendable {
     public var outboxRetention: Duration
     /// Tuning for librdkafka's mock broker (short fetch waits and sessions).
     public var localBroker: Bool
+    /// Limits on helps, share links and order placement, per user and per client address.
+    public var rateLimits: RateLimiter
 
     public init(
         serviceName: String, host: String = "127.0.0.1", port: Int, database: PostgresConfiguration, databasePoolSize: Int = 16,
         kafkaBrokers: String, tokenKeys: TokenKeys, logLevel: String = "info", outboxRetention: Duration = .seconds(7 * 24 * 3600),
-        localBroker: Bool = false
+        localBroker: Bool = false, rateLimits: RateLimiter = .unlimited
     ) {
         self.serviceName = serviceName
         self.host = host
@@ -98,6 +110,7 @@ public struct ServiceSettings: Sendable {
         self.logLevel = logLevel
         self.outboxRetention = outboxRetention
         self.localBroker = localBroker
+        self.rateLimits = rateLimits
     }
 
     /// Reads the settings; problems are collected in `environment`.
@@ -126,7 +139,10 @@ public struct ServiceSettings: Sendable {
             tokenKeys: keys,
             logLevel: environment.string("FISSION_LOG_LEVEL", default: "info"),
             outboxRetention: environment.seconds("FISSION_OUTBOX_RETENTION_SECONDS", default: .seconds(7 * 24 * 3600)),
-            localBroker: environment.string("FISSION_KAFKA_LOCAL", default: "false") == "true")
+            localBroker: environment.string("FISSION_KAFKA_LOCAL", default: "false") == "true",
+            rateLimits: RateLimiter(
+                perUser: environment.budget("FISSION_RATE_LIMIT_PER_USER", default: RateBudget(30, per: .seconds(60))),
+                perAddress: environment.budget("FISSION_RATE_LIMIT_PER_ADDRESS", default: RateBudget(600, per: .seconds(60)))))
     }
 
     static func splitPEMs(_ text: String) -> [String] {

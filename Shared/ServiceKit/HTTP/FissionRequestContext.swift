@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 
@@ -9,11 +10,14 @@ public struct FissionRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestID: String
     public var identity: Identity?
+    /// The peer's IP address (the ingress, behind one: see `clientAddress(of:)`).
+    public var peerAddress: String?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         requestID = ""
         identity = nil
+        peerAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// Bodies above this are refused with 413 before decoding.
@@ -34,6 +38,22 @@ public struct FissionRequestContext: RequestContext {
 }
 
 extension FissionRequestContext {
+    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
+
+    /// Who is calling, as an address for per-address limits: the first `X-Forwarded-For` hop
+    /// (the ingress must set it and drop the client's own), else the peer.
+    public func clientAddress(of request: Request) -> String? {
+        if let forwarded = request.headers[Self.forwardedFor]?.split(separator: ",").first {
+            return String(forwarded).trimmingCharacters(in: .whitespaces)
+        }
+        return peerAddress
+    }
+
+    /// Spends one `action` from the caller's per-user and per-address budgets, or throws 429.
+    public func admit(_ action: String, _ request: Request, limits: RateLimiter) throws {
+        try limits.admit(action, user: identity?.userID, address: clientAddress(of: request))
+    }
+
     /// An id from the path; one that is not a UUID names nothing, so 404.
     public func pathID<ID: EntityID>(_ name: String) throws -> ID {
         guard let text = parameters.get(name), let id = ID(text) else {

@@ -13,6 +13,8 @@ public struct Problem: HTTPResponseError, Sendable, CustomStringConvertible {
     public var title: String
     public var detail: String?
     public var extensions: [String: String]
+    /// Sent as `Retry-After` (429 and 503).
+    public var retryAfterSeconds: Int?
 
     public static let typeBase = "https://fission.dev/problems/"
 
@@ -35,10 +37,9 @@ public struct Problem: HTTPResponseError, Sendable, CustomStringConvertible {
         var json = "{"
         json += body.sorted { $0.key < $1.key }.map { "\(Self.quote($0.key)):\(Self.quote($0.value))" }.joined(separator: ",")
         json += ",\"status\":\(status.code)}"
-        return Response(
-            status: status,
-            headers: [.contentType: "application/problem+json"],
-            body: .init(byteBuffer: ByteBuffer(string: json)))
+        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
     }
 
     private static func quote(_ text: String) -> String {

@@ -13,14 +13,17 @@ public struct ServiceRuntime: Sendable {
     public var metrics: ServiceMetrics
     public var verifier: TokenVerifier
     public var logger: Logger
+    public var rateLimits: RateLimiter
 
-    public init(name: String, pool: PostgresPool, producer: KafkaProducer, metrics: ServiceMetrics, verifier: TokenVerifier, logger: Logger) {
+    public init(name: String, pool: PostgresPool, producer: KafkaProducer, metrics: ServiceMetrics, verifier: TokenVerifier, logger: Logger,
+                rateLimits: RateLimiter = .unlimited) {
         self.name = name
         self.pool = pool
         self.producer = producer
         self.metrics = metrics
         self.verifier = verifier
         self.logger = logger
+        self.rateLimits = rateLimits
     }
 
     public var idempotency: IdempotentHandler { IdempotentHandler(pool: pool) }

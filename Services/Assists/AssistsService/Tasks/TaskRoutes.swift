@@ -62,6 +62,7 @@ struct TaskRoutes {
     /// `X-Forwarded-For`); a refusal is a 4xx problem with its own type and changes nothing.
     @Sendable func help(_ request: Request, context: FissionRequestContext) async throws -> Response {
         let helper = try context.require(.shopper)
+        try context.admit("help", request, limits: runtime.rateLimits)
         let id: TaskID = try context.pathID("id")
         let help = HelpRequest(
             task: id, helper: helper.userID,

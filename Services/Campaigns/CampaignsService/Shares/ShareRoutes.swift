@@ -31,6 +31,7 @@ struct ShareRoutes {
 
     @Sendable func create(_ request: Request, context: FissionRequestContext) async throws -> Response {
         let sharer = try context.require(.shopper)
+        try context.admit("share", request, limits: runtime.rateLimits)
         return try await runtime.idempotency.run(request, context: context, scope: sharer.userID.rawValue, keyRequired: false) { body, connection in
             let share = try decodeBody(NewShare.self, from: body)
             guard let campaign = try await CampaignStore.find(share.campaignId, on: connection), campaign.status == .published else {

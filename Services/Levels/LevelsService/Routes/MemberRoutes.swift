@@ -140,12 +140,14 @@ struct MemberRoutes {
     /// whoever got there first.
     @Sendable func leaderboard(_ request: Request, context: FissionRequestContext) async throws -> [Leader] {
         let week = request.uri.queryParameters.get("period") == "week"
-        let since = week ? Date().addingTimeInterval(-7 * 86_400) : .distantPast
+        // No lower bound for "all" (Date.distantPast is year 0 in the proleptic calendar, which
+        // PostgreSQL refuses).
+        let since: Date? = week ? Date().addingTimeInterval(-7 * 86_400) : nil
         let campaign = request.uri.queryParameters.get("campaignId").flatMap { CampaignID(String($0)) }
         let rows = try await runtime.pool.query(
             """
             SELECT user_id, sum(points)::int8 AS xp, max(created_at) AS reached FROM xp_ledger
-            WHERE created_at >= \(since) AND (\(campaign?.rawValue)::uuid IS NULL OR campaign_id = \(campaign?.rawValue))
+            WHERE (\(since)::timestamptz IS NULL OR created_at >= \(since)) AND (\(campaign?.rawValue)::uuid IS NULL OR campaign_id = \(campaign?.rawValue))
             GROUP BY user_id HAVING sum(points) > 0
             ORDER BY xp DESC, reached ASC LIMIT 50
             """)

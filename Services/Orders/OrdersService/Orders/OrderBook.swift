@@ -102,23 +102,30 @@ enum OrderBook {
         let unit = try await unitPrice(placement, terms: terms, user: user, on: connection)
         var referrer: UserID?
         var shareID: ShareID?
-        if let code = placement.shareCode,
-           let share = try await connection.query(
-               "SELECT share_id, sharer_id FROM shares WHERE code = \(code) AND campaign_id = \(placement.campaignId.rawValue)").first {
-            let sharer = UserID(rawValue: try share.decode("sharer_id"))
-            if sharer != user {  // self-referral never counts
-                referrer = sharer
-                shareID = ShareID(rawValue: try share.decode("share_id"))
+        // A code whose share has not reached orders yet is kept; `ReadModels.shareCreated` fills
+        // in the referrer when it arrives.
+        var pendingCode: String?
+        if let code = placement.shareCode {
+            if let share = try await connection.query(
+                "SELECT share_id, sharer_id FROM shares WHERE code = \(code) AND campaign_id = \(placement.campaignId.rawValue)").first {
+                let sharer = UserID(rawValue: try share.decode("sharer_id"))
+                if sharer != user {  // self-referral never counts
+                    referrer = sharer
+                    shareID = ShareID(rawValue: try share.decode("share_id"))
+                }
+            } else {
+                pendingCode = String(code.prefix(64))
             }
         }
         let id = OrderID()
         let total = unit.multiplied(by: Int64(quantity))
         try await connection.query(
             """
-            INSERT INTO orders (id, user_id, campaign_id, purpose, team_id, task_id, quantity, total, currency, state, share_id, referrer_id)
+            INSERT INTO orders (id, user_id, campaign_id, purpose, team_id, task_id, quantity, total, currency, state, share_id, referrer_id,
+                                share_code)
             VALUES (\(id.rawValue), \(user.rawValue), \(placement.campaignId.rawValue), \(placement.purpose.rawValue),
                     \(placement.purpose == .joinTeam ? placement.teamId?.rawValue : nil), \(placement.taskId?.rawValue), \(quantity),
-                    \(total.amount), \(total.currency.rawValue), 'placed', \(shareID?.rawValue), \(referrer?.rawValue))
+                    \(total.amount), \(total.currency.rawValue), 'placed', \(shareID?.rawValue), \(referrer?.rawValue), \(pendingCode))
             """)
         try await connection.query("INSERT INTO order_history (order_id, state) VALUES (\(id.rawValue), 'placed')")
         try await Outbox.append(

@@ -19,6 +19,7 @@ struct OrderRoutes {
     /// Places an order; an `Idempotency-Key` is required, and any price in the body is ignored.
     @Sendable func place(_ request: Request, context: FissionRequestContext) async throws -> Response {
         let shopper = try context.require(.shopper)
+        try context.admit("order", request, limits: runtime.rateLimits)
         return try await runtime.idempotency.run(request, context: context, scope: shopper.userID.rawValue) { body, connection in
             let placement = try decodeBody(OrderBook.Placement.self, from: body)
             return try await OrderBook.place(placement, user: shopper.userID, correlation: context.requestID, on: connection)

@@ -57,5 +57,13 @@ extension ReadModels {
             VALUES (\(event.data.code), \(event.data.shareId.rawValue), \(event.data.sharerId.rawValue), \(event.data.campaignId.rawValue))
             ON CONFLICT DO NOTHING
             """)
+        // Orders placed through this link before it reached us get their referrer now, while
+        // they can still be confirmed (which is when the referral XP is awarded).
+        try await connection.query(
+            """
+            UPDATE orders SET share_id = \(event.data.shareId.rawValue), referrer_id = \(event.data.sharerId.rawValue), share_code = NULL
+            WHERE share_code = \(event.data.code) AND campaign_id = \(event.data.campaignId.rawValue) AND referrer_id IS NULL
+              AND user_id <> \(event.data.sharerId.rawValue) AND state IN ('placed', 'awaiting_payment', 'paid', 'waiting_for_team')
+            """)
     }
 }
