@@ -147,8 +147,11 @@ public final class KafkaConsumer: Service, Sendable {
                 } else {
                     context.rebalances.withLock { $0.append(.partitionsRevoked(list)) }
                     // Commit what was marked done before the partitions go, so their next owner
-                    // starts after it (a periodic auto-commit may not have happened yet).
-                    let commit = rd_kafka_commit(rk, nil, 0)
+                    // starts after it (a periodic auto-commit may not have happened yet). Sent
+                    // asynchronously: it still reaches the coordinator ahead of the rejoin on the
+                    // same connection, and a synchronous commit here was seen waiting forever
+                    // (with no timeout) when the coordinator had gone, wedging poll and close.
+                    let commit = rd_kafka_commit(rk, nil, 1)
                     if commit != RD_KAFKA_RESP_ERR_NO_ERROR, commit != RD_KAFKA_RESP_ERR__NO_OFFSET {
                         context.logger.warning("commit on revoke failed", metadata: ["error": "\(KafkaError(commit))"])
                     }

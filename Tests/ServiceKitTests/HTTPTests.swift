@@ -104,10 +104,10 @@ struct HTTPTests {
             for _ in 0..<2 {
                 try await client.execute(uri: "/limited", method: .post, headers: li) { #expect($0.status == .ok) }
             }
-            // Li's own budget (2 a minute) is spent; a refill takes 30 s.
+            // Li's own budget (2 a minute) is spent; a refill takes up to 30 s.
             try await client.execute(uri: "/limited", method: .post, headers: li) { response in
                 Self.expectProblem(response, .tooManyRequests, kind: "rate-limited")
-                #expect(Int(response.headers[.retryAfter] ?? "") == 30)
+                #expect((1...30).contains(Int(response.headers[.retryAfter] ?? "") ?? 0))
             }
             // Zhang has budget of his own, but the shared address (3 a minute) runs out.
             try await client.execute(uri: "/limited", method: .post, headers: zhang) { #expect($0.status == .ok) }
