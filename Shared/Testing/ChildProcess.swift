@@ -150,10 +150,19 @@ public enum ChildProcess {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        if newSession {
-            // POSIX_SPAWN_SETSID (glibc 2.26+), not exported to Swift by Glibc.
-            posix_spawnattr_setflags(&attributes, 0x80)
-        }
+        // A child starts with no signal blocked and default dispositions for the signals this
+        // process blocks or ignores: it would otherwise inherit the spawning Dispatch thread's
+        // mask (pgbench's -T alarm never fired) and NIO's ignored SIGPIPE.
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGALRM, SIGINT, SIGTERM, SIGCHLD, SIGHUP] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        // POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK, and POSIX_SPAWN_SETSID (glibc 2.26+) for
+        // a session of its own; Glibc does not export these to Swift.
+        posix_spawnattr_setflags(&attributes, Int16(0x04 | 0x08 | (newSession ? 0x80 : 0)))
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
