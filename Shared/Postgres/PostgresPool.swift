@@ -116,6 +116,10 @@ public final class PostgresPool: Service, Sendable {
                     } else if state.open < options.maxConnections {
                         state.open += 1
                         continuation.resume(returning: .slot)
+                    } else if Task.isCancelled {
+                        // Cancelled before this waiter was registered: `onCancel` already ran and
+                        // found nothing to fail, so it must not wait for the timeout.
+                        continuation.resume(throwing: CancellationError())
                     } else {
                         let timeout = options.waitTimeout
                         let timer = Task { [weak self] in
