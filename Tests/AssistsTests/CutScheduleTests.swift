@@ -1,22 +1,11 @@
 import Domain
+import FissionTesting
 import Foundation
 import Testing
 
 @Suite("Cut schedule")
 struct CutScheduleTests {
-    /// A seeded generator so a failing case can be reproduced from the printed seed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    func randomSchedule(_ random: inout SplitMix) -> CutSchedule {
+    func randomSchedule(_ random: inout SplitMix64) -> CutSchedule {
         let list = Int64.random(in: 2...200_000, using: &random)
         let floor = Int64.random(in: 0...(list - 2), using: &random)
         let span = list - floor
@@ -30,7 +19,7 @@ struct CutScheduleTests {
     }
 
     @Test func everyCutIsPositiveTheFloorIsReachedExactlyAtThePromisedHelperAndTheSumIsExact() {
-        var random = SplitMix(state: 20261123)
+        var random = SplitMix64(seed: 20261123)
         for _ in 0..<2_000 {
             let schedule = randomSchedule(&random)
             let newUsers = (0..<schedule.promisedHelpers).map { _ in Bool.random(using: &random) && Bool.random(using: &random) }
@@ -49,7 +38,7 @@ struct CutScheduleTests {
     }
 
     @Test func cutsShrinkAsTheTaskProgresses() {
-        var random = SplitMix(state: 7)
+        var random = SplitMix64(seed: 7)
         var earlyLarger = 0
         var trials = 0
         for _ in 0..<2_000 {
@@ -67,7 +56,7 @@ struct CutScheduleTests {
     }
 
     @Test func newUsersCutMoreWithoutBreakingThePromise() {
-        var random = SplitMix(state: 99)
+        var random = SplitMix64(seed: 99)
         var larger = 0
         var compared = 0
         for _ in 0..<1_000 {
@@ -86,7 +75,7 @@ struct CutScheduleTests {
     }
 
     @Test func theScheduleIsAFunctionOfTheSeedAndItsCommitmentIsSHA256() {
-        var random = SplitMix(state: 1)
+        var random = SplitMix64(seed: 1)
         let schedule = randomSchedule(&random)
         var same = schedule
         same.seed = String(schedule.seed)

@@ -158,7 +158,7 @@ struct AssistsBench: AsyncParsableCommand {
             return try await group.reduce(into: [Double]()) { $0 += $1 }
         }
         let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         let sorted = latencies.sorted()
         return Run(rate: Double(latencies.count) / seconds, p50: sorted[sorted.count / 2], p99: sorted[Int(Double(sorted.count) * 0.99)])
     }

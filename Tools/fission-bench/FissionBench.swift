@@ -158,7 +158,7 @@ struct KafkaBench: AsyncParsableCommand {
     }
 
     func rate(_ count: Int, _ duration: Duration) -> Double {
-        Double(count) / (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+        Double(count) / duration.inSeconds
     }
 
     func timed(_ body: () throws -> Void) throws -> Duration {
@@ -173,4 +173,9 @@ struct KafkaBench: AsyncParsableCommand {
         return .now - start
     }
 
+}
+
+extension Duration {
+    /// Seconds as a floating-point number, for rates.
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

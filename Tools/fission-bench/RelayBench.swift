@@ -54,7 +54,7 @@ struct RelayBench: AsyncParsableCommand {
             })
             guard outcomes.allSatisfy({ if case .success = $0 { true } else { false } }) else { throw ValidationError("bare sends failed") }
         }
-        let bareRate = Double(events) / seconds(ContinuousClock.now - bareStart)
+        let bareRate = Double(events) / (ContinuousClock.now - bareStart).inSeconds
         await bare.shutdown()
 
         let producer = try KafkaProducer(configuration: configuration, logger: logger)
@@ -65,7 +65,7 @@ struct RelayBench: AsyncParsableCommand {
         while try await pool.query("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL").single().decode("n", as: Int.self) > 0 {
             try await Task.sleep(for: .milliseconds(20))
         }
-        let relayRate = Double(events) / seconds(ContinuousClock.now - start)
+        let relayRate = Double(events) / (ContinuousClock.now - start).inSeconds
         running.cancel()
         _ = try? await running.value
         await producer.shutdown()
@@ -77,9 +77,5 @@ struct RelayBench: AsyncParsableCommand {
         try BenchResults.record([
             ("relay.events_per_s", ["value": relayRate, "reference": bareRate, "ratio": relayRate / bareRate, "target": 20_000]),
         ], to: output)
-    }
-
-    private func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

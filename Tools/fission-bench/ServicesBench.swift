@@ -84,7 +84,7 @@ struct ServicesBench: AsyncParsableCommand {
             request.timeoutInterval = 1
             if let (_, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 {
                 let elapsed = ContinuousClock.now - start
-                return (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, pid)
+                return (elapsed.inSeconds, pid)
             }
             try await Task.sleep(for: .milliseconds(10))
         }
@@ -131,6 +131,6 @@ struct ServicesBench: AsyncParsableCommand {
             return try await group.reduce(0, +)
         }
         let elapsed = ContinuousClock.now - start
-        return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return Double(count) / elapsed.inSeconds
     }
 }

@@ -1,22 +1,5 @@
+import FissionTesting
 import Foundation
-
-/// A small, fast, seedable random source, so a demo run can be replayed with `--seed`.
-/// (Not for anything users rely on: cut schedules and draws use CommittedRandomness.)
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func chance(_ probability: Double) -> Bool { Double.random(in: 0..<1, using: &self) < probability }
-}
 
 /// Shoppers in chat groups of 20–500 people, as share links travel through WeChat and QQ: most
 /// groups are small (family, dorm, colleagues), a few are big (neighbourhood, deal hunters).

@@ -1,3 +1,4 @@
+import FissionTesting
 import Foundation
 import Postgres
 

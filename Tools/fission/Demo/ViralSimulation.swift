@@ -1,4 +1,5 @@
 import Domain
+import FissionTesting
 import Foundation
 
 /// The viral part of the demo: a merchant's group-buy, bargain and unlock campaigns spread
