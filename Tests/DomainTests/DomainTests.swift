@@ -109,3 +109,41 @@ struct EnvelopeTests {
         #expect(try EventCoding.decode(CampaignPaused.self, from: Array(text.utf8)) == event)
     }
 }
+
+@Suite("Timestamps")
+struct TimestampTests {
+    /// The hand-written RFC 3339 coding agrees with Foundation's formatter on random instants
+    /// from 1600 to 9999, with and without milliseconds. (Before the Gregorian reform Foundation
+    /// switches to the Julian calendar; RFC 3339 and PostgreSQL stay proleptic Gregorian.)
+    @Test func agreeWithFoundationsFormatter() {
+        var random = SystemRandomNumberGenerator()
+        let whole = ISO8601DateFormatter()
+        whole.formatOptions = [.withInternetDateTime]
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        for index in 0..<5_000 {
+            let seconds = Int64.random(in: -11_676_096_000...253_402_300_799, using: &random)
+            let milliseconds = index % 2 == 0 ? 0 : Int64.random(in: 1...999, using: &random)
+            let date = Date(timeIntervalSince1970: Double(seconds) + Double(milliseconds) / 1000)
+            let expected = milliseconds == 0 ? whole.string(from: date) : fractional.string(from: date)
+            #expect(EventCoding.formatTimestamp(date) == expected)
+            #expect(EventCoding.parseTimestamp(expected).map { abs($0.timeIntervalSince(date)) < 0.0005 } == true, "\(expected)")
+        }
+    }
+
+    @Test func readsOffsetsAndFractionsOfAnyLength() {
+        #expect(EventCoding.parseTimestamp("2026-11-23T16:00:00+08:00") == EventCoding.parseTimestamp("2026-11-23T08:00:00Z"))
+        #expect(EventCoding.parseTimestamp("2026-11-23T02:30:00-05:30") == EventCoding.parseTimestamp("2026-11-23T08:00:00Z"))
+        #expect(EventCoding.parseTimestamp("2026-11-23T08:00:00.5Z")!.timeIntervalSince1970.truncatingRemainder(dividingBy: 1) == 0.5)
+        #expect(EventCoding.parseTimestamp("2026-11-23T08:00:00.123456789123Z") != nil)
+        #expect(EventCoding.formatTimestamp(EventCoding.parseTimestamp("2024-02-29T23:59:59.999Z")!) == "2024-02-29T23:59:59.999Z")
+    }
+
+    @Test func refusesWhatIsNotRFC3339() {
+        for text in ["", "2026-11-23", "2026-11-23T08:00:00", "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z", "2026-11-23T24:00:00Z",
+                     "2026-11-23T08:00:00.Z", "2026-11-23T08:00:00Zjunk", "2026-11-23T08:00:00+0800", "２０２６-11-23T08:00:00Z",
+                     "2026-11-23 08:00:00Z"] {
+            #expect(EventCoding.parseTimestamp(text) == nil, "\(text)")
+        }
+    }
+}

@@ -87,18 +87,11 @@ public enum EventCoding {
 
     /// `2026-11-23T08:00:00Z` or `2026-11-23T08:00:00.125Z`.
     public static func formatTimestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        let milliseconds = (date.timeIntervalSince1970 * 1000).rounded()
-        let whole = milliseconds.truncatingRemainder(dividingBy: 1000) == 0
-        formatter.formatOptions = whole ? [.withInternetDateTime] : [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date(timeIntervalSince1970: milliseconds / 1000))
+        Timestamp.format(date)
     }
 
+    /// RFC 3339 with any offset and any number of fraction digits.
     public static func parseTimestamp(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
+        Timestamp.parse(text)
     }
 }
