@@ -14,13 +14,16 @@ public enum Outbox {
         var headers: [String: String] = ["ce_type": event.type, "ce_id": event.id.description]
         if let correlation = event.correlationid { headers["ce_correlationid"] = correlation }
         if let traceparent = event.traceparent { headers["traceparent"] = traceparent }
+        // The row and the relay's wake-up in one round trip; the notification is delivered at
+        // commit, and only if the transaction commits.
         try await connection.query(
             """
-            INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
-            VALUES (\(event.id.rawValue), \(Payload.topic.name), \(event.subject), \(event.type), \(payload), \(PostgresJSON(headers)))
+            WITH appended AS (
+                INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
+                VALUES (\(event.id.rawValue), \(Payload.topic.name), \(event.subject), \(event.type), \(payload), \(PostgresJSON(headers)))
+                RETURNING 1)
+            SELECT pg_notify(\(channel), '') FROM appended
             """)
-        // Delivered at commit, and only if the transaction commits.
-        try await connection.notify(channel: channel)
     }
 
     /// Appends the event a request or handler caused, carrying its correlation id.

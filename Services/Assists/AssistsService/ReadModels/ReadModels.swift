@@ -1,3 +1,4 @@
+import Synchronization
 import Domain
 import Foundation
 import Postgres
@@ -57,6 +58,28 @@ enum ReadModels {
     static func rules(_ campaign: CampaignID, on connection: PostgresConnection) async throws -> (status: String, terms: CampaignTerms)? {
         guard let row = try await connection.query(
             "SELECT status, terms FROM campaign_rules WHERE campaign_id = \(campaign.rawValue)").first else { return nil }
-        return (try row.decode("status"), try row.decode("terms", as: PostgresJSON<CampaignTerms>.self).value)
+        return (try row.decode("status"), try terms.decode(try row.decode("terms", as: String.self)))
+    }
+
+    /// Campaign terms and cut schedules are read on every help but change rarely: decoded once
+    /// per distinct JSON text (decoding them was a tenth of a help's CPU).
+    static let terms = DecodedJSON<CampaignTerms>()
+    static let schedules = DecodedJSON<CutSchedule>()
+}
+
+/// JSON text → value, remembered; bounded by forgetting everything when full. Decodes the way
+/// `PostgresJSON` stored the value (Foundation's default coding).
+final class DecodedJSON<Value: Decodable & Sendable>: Sendable {
+    private let values = Mutex<[String: Value]>([:])
+    private let capacity = 10_000
+
+    func decode(_ text: String) throws -> Value {
+        if let value = values.withLock({ $0[text] }) { return value }
+        let value = try JSONDecoder().decode(Value.self, from: Data(text.utf8))
+        values.withLock { values in
+            if values.count >= capacity { values.removeAll(keepingCapacity: true) }
+            values[text] = value
+        }
+        return value
     }
 }

@@ -62,7 +62,7 @@ struct ReviewRoutes {
                 """)
             let open = task.status == "open" && Date() < task.deadline
             if decision.decision == "approved", open, let (_, terms) = try await ReadModels.rules(task.campaign, on: connection) {
-                _ = try await TaskBook.count(
+                try await TaskBook.count(
                     helpID, helper: UserID(rawValue: try help.decode("helper_id")), newUser: try help.decode("new_user"),
                     shareID: try help.decode("share_id", as: UUID?.self).map(ShareID.init(rawValue:)),
                     referrer: try help.decode("referrer_id", as: String?.self).map(UserID.init(rawValue:)),

@@ -99,7 +99,7 @@ enum TaskBook {
             status = try row.decode("status")
             seed = try row.decode("seed")
             seedHash = try row.decode("seed_hash")
-            schedule = try row.decode("schedule", as: PostgresJSON<CutSchedule?>.self).value
+            schedule = try row.decode("schedule", as: String?.self).map(ReadModels.schedules.decode)
             deadline = try row.decode("deadline")
             payBy = try row.decode("pay_by")
         }
@@ -183,63 +183,105 @@ enum TaskBook {
         return try await find(id, on: connection)!.state
     }
 
-    /// One help, in one transaction: the task row is locked, every limit checked, and the help
-    /// row's unique (task, helper) key refuses a second help even from concurrent requests.
+    /// One help, in one transaction. Everything that needs no lock is read first (the task and
+    /// its campaign's rules in one query, the helper's standing and referral in another, the
+    /// limits and velocity rules), so the task row is held only for the writes: helps on a hot
+    /// task queue on that lock. Then the row is locked and re-checked, and the help is inserted
+    /// in its final state; its unique (task, helper) key refuses a second help even from
+    /// concurrent requests.
     static func help(_ request: HelpRequest, fraud: FraudRules, correlation: String?, on connection: PostgresConnection) async throws -> HelpOutcome {
-        guard var task = try await find(request.task, on: connection, lock: true) else { throw Problem.notFound("no task \(request.task)") }
-        guard request.helper != task.initiator else { throw HelpRefusal.ownTask }
-        let now = Date()
-        guard task.status == "open", now < task.deadline else { throw HelpRefusal.taskClosed }
-        guard let (_, terms) = try await ReadModels.rules(task.campaign, on: connection) else { throw HelpRefusal.taskClosed }
+        guard let row = try await connection.query(
+            """
+            SELECT task.*, (SELECT terms FROM campaign_rules WHERE campaign_id = task.campaign_id) AS terms
+            FROM (SELECT \(columns) FROM tasks WHERE id = \(request.task.rawValue)) AS task
+            """).first else { throw Problem.notFound("no task \(request.task)") }
+        let seen = try Row(row)
+        guard request.helper != seen.initiator else { throw HelpRefusal.ownTask }
+        guard seen.status == "open", Date() < seen.deadline else { throw HelpRefusal.taskClosed }
+        guard let termsJSON = try row.decode("terms", as: String?.self) else { throw HelpRefusal.taskClosed }
+        let terms = try ReadModels.terms.decode(termsJSON)
 
         let helpID = HelpID()
-        let newUser = try await connection.query(
-            "SELECT 1 FROM paid_users WHERE user_id = \(request.helper.rawValue)").isEmpty
-        let referral = try await connection.query(
+        let standing = try await connection.query(
             """
-            SELECT share_id, sharer_id FROM share_clicks
-            WHERE campaign_id = \(task.campaign.rawValue) AND clicker_id = \(request.helper.rawValue)
-              AND sharer_id <> \(request.helper.rawValue) AND clicked_at > \(now.addingTimeInterval(-7 * 86_400))
-            ORDER BY clicked_at DESC LIMIT 1
-            """).first
-        let shareID = try referral.map { ShareID(rawValue: try $0.decode("share_id")) }
-        let referrer = try referral.map { UserID(rawValue: try $0.decode("sharer_id")) }
-        let inserted = try await connection.query(
-            """
-            INSERT INTO helps (id, task_id, helper_id, state, new_user, device_id, network, share_id, referrer_id)
-            VALUES (\(helpID.rawValue), \(task.id.rawValue), \(request.helper.rawValue), 'held', \(newUser),
-                    \(request.device), \(request.network), \(shareID?.rawValue), \(referrer?.rawValue))
-            ON CONFLICT (task_id, helper_id) DO NOTHING
-            """).affectedRows == 1
-        guard inserted else { throw HelpRefusal.alreadyHelped }
+            SELECT NOT EXISTS (SELECT 1 FROM paid_users WHERE user_id = \(request.helper.rawValue)) AS new_user, click.share_id, click.sharer_id
+            FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+                SELECT share_id, sharer_id FROM share_clicks
+                WHERE campaign_id = \(seen.campaign.rawValue) AND clicker_id = \(request.helper.rawValue)
+                  AND sharer_id <> \(request.helper.rawValue) AND clicked_at > \(Date().addingTimeInterval(-7 * 86_400))
+                ORDER BY clicked_at DESC LIMIT 1) AS click ON true
+            """).single()
+        let newUser: Bool = try standing.decode("new_user")
+        let shareID = try standing.decode("share_id", as: UUID?.self).map(ShareID.init(rawValue:))
+        let referrer = try standing.decode("sharer_id", as: String?.self).map(UserID.init(rawValue:))
 
         let rules = terms.bargain
         try await countLimit("helper:\(request.helper.rawValue)", limit: rules?.helperDailyLimit ?? 0, refusal: HelpRefusal.dailyLimit, on: connection)
         if let device = request.device {
-            try await countLimit("device:\(task.campaign):\(device)", limit: rules?.deviceLimit ?? 0, refusal: HelpRefusal.deviceLimit, on: connection)
+            try await countLimit("device:\(seen.campaign):\(device)", limit: rules?.deviceLimit ?? 0, refusal: HelpRefusal.deviceLimit, on: connection)
         }
         if let network = request.network {
-            try await countLimit("network:\(task.campaign):\(network)", limit: rules?.networkLimit ?? 0, refusal: HelpRefusal.networkLimit, on: connection)
+            try await countLimit("network:\(seen.campaign):\(network)", limit: rules?.networkLimit ?? 0, refusal: HelpRefusal.networkLimit, on: connection)
         }
+        let suspicion = try await suspicion(request, fraud: fraud, on: connection)
 
-        if let reason = try await suspicion(request, fraud: fraud, excluding: helpID, on: connection) {
+        // From here the task row is locked until commit.
+        guard var task = try await find(request.task, on: connection, lock: true) else { throw Problem.notFound("no task \(request.task)") }
+        let now = Date()
+        guard task.status == "open", now < task.deadline else { throw HelpRefusal.taskClosed }
+        if let reason = suspicion {
+            try await insertHelp(helpID, request, state: "held", step: nil, cut: nil, newUser: newUser, shareID: shareID, referrer: referrer, on: connection)
             try await Outbox.append(
                 AssistHeldForReview(taskId: task.id, campaignId: task.campaign, helpId: helpID, helperId: request.helper, reason: reason, heldAt: now),
                 correlationID: correlation, on: connection)
             return .held(task.state)
         }
-        let cut = try await count(helpID, helper: request.helper, newUser: newUser, shareID: shareID, referrer: referrer,
-                                  task: &task, terms: terms, correlation: correlation, on: connection)
+        let (step, cut) = nextCut(on: task, newUser: newUser)
+        try await insertHelp(helpID, request, state: "counted", step: step, cut: cut, newUser: newUser, shareID: shareID, referrer: referrer, on: connection)
+        try await advance(&task, step: step, cut: cut, help: helpID, helper: request.helper, newUser: newUser, shareID: shareID,
+                          referrer: referrer, terms: terms, correlation: correlation, on: connection)
         return .counted(task.state, cut: Money(cut, task.currency))
     }
 
-    /// Counts a help on a locked task: its cut, the task's new state, completion.
+    /// The help row; a second help by the same helper on the same task is refused here.
+    private static func insertHelp(
+        _ id: HelpID, _ request: HelpRequest, state: String, step: Int?, cut: Int64?, newUser: Bool, shareID: ShareID?, referrer: UserID?,
+        on connection: PostgresConnection
+    ) async throws {
+        let inserted = try await connection.query(
+            """
+            INSERT INTO helps (id, task_id, helper_id, state, step, cut, counted_at, new_user, device_id, network, share_id, referrer_id)
+            VALUES (\(id.rawValue), \(request.task.rawValue), \(request.helper.rawValue), \(state), \(step), \(cut ?? 0),
+                    CASE WHEN \(state) = 'counted' THEN now() END, \(newUser),
+                    \(request.device), \(request.network), \(shareID?.rawValue), \(referrer?.rawValue))
+            ON CONFLICT (task_id, helper_id) DO NOTHING
+            """).affectedRows == 1
+        guard inserted else { throw HelpRefusal.alreadyHelped }
+    }
+
+    /// The next help's step and cut on a locked task.
+    static func nextCut(on task: Row, newUser: Bool) -> (step: Int, cut: Int64) {
+        let step = task.helperCount + 1
+        return (step, task.schedule?.cut(helper: step, left: task.priceNow - task.floorPrice, newUser: newUser) ?? 0)
+    }
+
+    /// Counts a held help an operator approved, on a locked task.
     static func count(
         _ helpID: HelpID, helper: UserID, newUser: Bool, shareID: ShareID?, referrer: UserID?, task: inout Row, terms: CampaignTerms,
         correlation: String?, on connection: PostgresConnection
-    ) async throws -> Int64 {
-        let step = task.helperCount + 1
-        let cut = task.schedule?.cut(helper: step, left: task.priceNow - task.floorPrice, newUser: newUser) ?? 0
+    ) async throws {
+        let (step, cut) = nextCut(on: task, newUser: newUser)
+        try await connection.query(
+            "UPDATE helps SET state = 'counted', step = \(step), cut = \(cut), counted_at = now() WHERE id = \(helpID.rawValue)")
+        try await advance(&task, step: step, cut: cut, help: helpID, helper: helper, newUser: newUser, shareID: shareID, referrer: referrer,
+                          terms: terms, correlation: correlation, on: connection)
+    }
+
+    /// A counted help moves its locked task on: price, count, completion, and the events.
+    private static func advance(
+        _ task: inout Row, step: Int, cut: Int64, help helpID: HelpID, helper: UserID, newUser: Bool, shareID: ShareID?, referrer: UserID?,
+        terms: CampaignTerms, correlation: String?, on connection: PostgresConnection
+    ) async throws {
         task.priceNow -= cut
         task.helperCount = step
         let now = Date()
@@ -248,8 +290,6 @@ enum TaskBook {
             task.status = "completed"
             task.payBy = now.addingTimeInterval(TimeInterval(terms.bargain?.payWindowSeconds ?? 1_800))
         }
-        try await connection.query(
-            "UPDATE helps SET state = 'counted', step = \(step), cut = \(cut), counted_at = now() WHERE id = \(helpID.rawValue)")
         try await connection.query(
             """
             UPDATE tasks SET price_now = \(task.priceNow), helper_count = \(step), status = \(task.status), pay_by = \(task.payBy),
@@ -271,7 +311,6 @@ enum TaskBook {
                     helperCount: step, payBy: task.payBy!, seed: task.seed, completedAt: now),
                 correlationID: correlation, on: connection)
         }
-        return cut
     }
 
     /// Adds one to a per-day counter; over `limit` (0 = no limit) refuses, rolling everything back.
@@ -285,18 +324,19 @@ enum TaskBook {
         if count > limit { throw refusal }
     }
 
-    /// Velocity rules: a burst of helps from one device or network is held for review.
-    static func suspicion(_ request: HelpRequest, fraud: FraudRules, excluding help: HelpID, on connection: PostgresConnection) async throws -> String? {
+    /// Velocity rules: a burst of helps from one device or network is held for review (this
+    /// help, not yet written, counts as one more).
+    static func suspicion(_ request: HelpRequest, fraud: FraudRules, on connection: PostgresConnection) async throws -> String? {
         let since = Date().addingTimeInterval(-Double(fraud.window.components.seconds))
         if let device = request.device {
             let recent = try await connection.query(
-                "SELECT count(*)::int8 AS n FROM helps WHERE device_id = \(device) AND created_at > \(since) AND id <> \(help.rawValue)"
+                "SELECT count(*)::int8 AS n FROM helps WHERE device_id = \(device) AND created_at > \(since)"
             ).single().decode("n", as: Int.self)
             if recent >= fraud.deviceBurst { return "deviceBurst: \(recent + 1) helps from one device within \(fraud.window)" }
         }
         if let network = request.network {
             let recent = try await connection.query(
-                "SELECT count(*)::int8 AS n FROM helps WHERE network = \(network) AND created_at > \(since) AND id <> \(help.rawValue)"
+                "SELECT count(*)::int8 AS n FROM helps WHERE network = \(network) AND created_at > \(since)"
             ).single().decode("n", as: Int.self)
             if recent >= fraud.networkBurst { return "networkBurst: \(recent + 1) helps from one network within \(fraud.window)" }
         }
