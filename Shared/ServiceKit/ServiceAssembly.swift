@@ -16,14 +16,17 @@ public struct ServiceDefinition: Sendable {
     public var consumedTopics: [String]
     public var eventHandlers: [EventHandler]
     public var scheduledJobs: [String: Scheduler.Handler]
+    /// The service's own long-running work, run and shut down with the process.
+    public var services: [any Service]
 
     public init(name: String, migrations: [Migration], consumedTopics: [String], eventHandlers: [EventHandler],
-                scheduledJobs: [String: Scheduler.Handler] = [:]) {
+                scheduledJobs: [String: Scheduler.Handler] = [:], services: [any Service] = []) {
         self.name = name
         self.migrations = migrations
         self.consumedTopics = consumedTopics
         self.eventHandlers = eventHandlers
         self.scheduledJobs = scheduledJobs
+        self.services = services
     }
 }
 
@@ -59,6 +62,7 @@ extension ServiceApplication {
         if !definition.scheduledJobs.isEmpty {
             services.append(Scheduler(pool: pool, handlers: definition.scheduledJobs, logger: logger))
         }
+        services += definition.services
         return build(runtime: runtime, host: settings.host, port: settings.port, services: services) { api in
             routes(api, runtime)
         }

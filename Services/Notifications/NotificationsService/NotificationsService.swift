@@ -45,8 +45,12 @@ public enum NotificationsService {
     }
 
     public static func makeApplication(settings: ServiceSettings, logger: Logger) async throws -> some ApplicationProtocol {
-        try await ServiceApplication.assemble(ServiceDefinition(name: name, migrations: try migrations(), consumedTopics: consumedTopics, eventHandlers: eventHandlers, scheduledJobs: scheduledJobs), settings: settings, logger: logger) { api, runtime in
-            InboxRoutes(runtime: runtime).register(on: api)
+        let wakeups = InboxWakeups(configuration: settings.database, logger: logger)
+        let definition = ServiceDefinition(
+            name: name, migrations: try migrations(), consumedTopics: consumedTopics, eventHandlers: eventHandlers,
+            scheduledJobs: scheduledJobs, services: [wakeups])
+        return try await ServiceApplication.assemble(definition, settings: settings, logger: logger) { api, runtime in
+            InboxRoutes(runtime: runtime, wakeups: wakeups).register(on: api)
             WebhookRoutes(runtime: runtime).register(on: api)
             TemplateRoutes(runtime: runtime).register(on: api)
         }

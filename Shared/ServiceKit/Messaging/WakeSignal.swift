@@ -2,10 +2,12 @@ import Synchronization
 
 /// Lets a loop sleep until either something happened or a timeout passed. Signals that arrive
 /// while nobody waits are remembered (one wake-up), so none is lost between checks.
-final class WakeSignal: Sendable {
+public final class WakeSignal: Sendable {
     private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
 
-    func signal() {
+    public init() {}
+
+    public func signal() {
         state.withLock { state in
             if let waiter = state.waiter {
                 state.waiter = nil
@@ -17,7 +19,7 @@ final class WakeSignal: Sendable {
     }
 
     /// Returns on a signal, after `timeout`, or when the task is cancelled.
-    func wait(timeout: Duration) async {
+    public func wait(timeout: Duration) async {
         let timer = Task { [weak self] in
             guard (try? await Task.sleep(for: timeout)) != nil else { return }
             self?.signal()

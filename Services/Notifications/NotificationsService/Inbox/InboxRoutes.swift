@@ -7,6 +7,7 @@ import ServiceKit
 
 struct InboxRoutes {
     let runtime: ServiceRuntime
+    let wakeups: InboxWakeups
 
     struct Item: ResponseEncodable, Codable {
         var id: NotificationID
@@ -89,14 +90,19 @@ struct InboxRoutes {
     }
 
     /// Server-sent events: every notification as `id: <seq>`; a reconnecting client sends
-    /// `Last-Event-ID` and gets what it missed first.
+    /// `Last-Event-ID` and gets what it missed first. The stream looks when the notifier says
+    /// this user's inbox changed, and every two seconds regardless (held messages become
+    /// visible with no event, and a wake-up can be lost while the listener reconnects).
     @Sendable func stream(_ request: Request, context: FissionRequestContext) async throws -> Response {
         let user = try context.require(.shopper).userID
         let lastSeen = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { Int64($0) } ?? 0
         let pool = runtime.pool
+        let wakeups = self.wakeups
         let body = ResponseBody { writer in
+            let wake = wakeups.follow(user.rawValue)
+            defer { wakeups.unfollow(user.rawValue, wake) }
             var last = lastSeen
-            var idle = 0
+            var lastWrite = ContinuousClock.now
             try await writer.write(ByteBuffer(string: ": connected\n\n"))
             while !Task.isCancelled {
                 let items = try await pool.query(
@@ -108,6 +114,7 @@ struct InboxRoutes {
                     let json = String(decoding: try JSONEncoder.fission.encode(item), as: UTF8.self)
                     try await writer.write(ByteBuffer(string: "id: \(item.seq)\nevent: notification\ndata: \(json)\n\n"))
                     last = item.seq
+                    lastWrite = .now
                     // Record the live delivery (for audit and statistics).
                     try await pool.withTransaction { connection in
                         try await Outbox.append(
@@ -117,15 +124,14 @@ struct InboxRoutes {
                             correlationID: nil, on: connection)
                     }
                 }
-                if items.isEmpty {
-                    try await Task.sleep(for: .milliseconds(250))
-                    idle += 1
-                    // A comment line now and then keeps proxies from closing the stream and makes
-                    // a vanished client fail the write, which ends this loop.
-                    if idle % 8 == 0 { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
-                } else {
-                    idle = 0
+                if items.count == 100 { continue }
+                // A comment line now and then keeps proxies from closing the stream and makes
+                // a vanished client fail the write, which ends this loop.
+                if ContinuousClock.now - lastWrite >= .seconds(2) {
+                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    lastWrite = .now
                 }
+                await wake.wait(timeout: .seconds(2))
             }
             try await writer.finish(nil)
         }

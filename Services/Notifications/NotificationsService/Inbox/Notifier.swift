@@ -70,6 +70,7 @@ enum Notifier {
                         \(cause.rawValue), \(visibleAt))
                 """)
         }
+        try await InboxWakeups.changed(user.rawValue, on: connection)
         try await Outbox.append(
             NotificationDelivered(
                 notificationId: notificationID, userId: user, category: category, channel: .inbox, causeEventId: cause, deliveredAt: Date()),
