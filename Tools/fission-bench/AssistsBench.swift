@@ -1,31 +1,38 @@
 import ArgumentParser
-import AssistsService
 import Domain
 import FissionTesting
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-import Hummingbird
 import Kafka
 import Logging
 import Postgres
 import ServiceKit
 
-/// Helps/s through the real HTTP API on one hot task against the same number of helps spread
-/// over many tasks, on the same database, same client, same run.
+/// Helps through the real HTTP API of the real `assists` executable, next to `pgbench -N` on
+/// the same PostgreSQL server in the same run: saturation spread over many tasks and on one hot
+/// task (load from wrk, a separate process), then latency at half the saturation rate and the
+/// time from a help's response to the initiator's notification (the `notifications` executable,
+/// through the broker), from an open-loop generator of ours.
 struct AssistsBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "assists", abstract: "Hot task versus spread helps through the assists HTTP API.")
+        commandName: "assists", abstract: "Helps through the assists HTTP API against pgbench -N on the same server.")
 
-    @Option(help: "Helps per measurement.")
-    var helps = 2_000
+    @Option(help: "Seconds of each saturation run.")
+    var seconds = 10
 
-    @Option(help: "Concurrent clients.")
-    var concurrency = 32
+    @Option(help: "Concurrent connections of the saturation runs.")
+    var connections = 32
 
-    @Option(help: "Tasks the spread measurement uses.")
+    @Option(help: "Tasks the spread measurements use.")
     var tasks = 200
+
+    @Option(help: "The assists service's database pool size.")
+    var pool = 32
+
+    @Option(help: "Seconds of the half-saturation run.")
+    var latencySeconds = 10
 
     @Option(help: "JSON results file (merged with what is there).")
     var output = "bench/results.json"
@@ -33,33 +40,50 @@ struct AssistsBench: AsyncParsableCommand {
     @Option(help: "Seconds of the pgbench -N reference run.")
     var pgbenchSeconds = 15
 
+    /// Enough distinct helpers for any saturation run on this kind of machine.
+    @Option(help: "Distinct helpers prepared per saturation run.")
+    var helpers = 60_000
+
     func run() async throws {
         var logger = Logger(label: "fission.bench.assists")
         logger.logLevel = .error
         let cluster = try await EphemeralPostgres.start(logger: logger)
         defer { try? cluster.stop() }
         let admin = PostgresPool(configuration: cluster.adminConfiguration, options: .init(maxConnections: 1))
-        try await admin.query("CREATE DATABASE assists")
+        for database in ["assists", "notifications"] { try await admin.query("CREATE DATABASE \(identifier: database)") }
         await admin.close()
         let broker = try KafkaLocalBroker(logger: logger)
         for topic in Topics.allWithDeadLetters { try broker.createTopic(topic.name, partitions: topic.partitions) }
         let secret = "bench-secret-0123456789abcdef0123456789"
-        let port = try freeTCPPort()
-        let settings = ServiceSettings(
-            serviceName: "assists", port: port, database: cluster.adminConfiguration.with(database: "assists"), databasePoolSize: 32,
-            kafkaBrokers: broker.bootstrapServers, tokenKeys: .sharedSecret(secret), logLevel: "error", localBroker: true)
-        let app = try await AssistsService.makeApplication(settings: settings, logger: logger)
-        let serving = Task { try await app.runService(gracefulShutdownSignals: []) }
-        defer { serving.cancel() }
-        let base = "http://127.0.0.1:\(port)"
-        try await waitUntilReady(base)
+        let logs = FileManager.default.temporaryDirectory.appendingPathComponent("fission-bench-assists-\(UUID())")
+        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        var bases: [String: String] = [:]
+        var pids: [pid_t] = []
+        for service in ["assists", "notifications"] {
+            let port = try freeTCPPort()
+            var environment = BenchProcesses.environment(
+                service: service, database: cluster.adminConfiguration.with(database: service).url, brokers: broker.bootstrapServers,
+                secret: secret, port: port)
+            environment["FISSION_DATABASE_POOL_SIZE"] = String(pool)
+            // Every request comes from 127.0.0.1 and each helper helps once: the abuse limits are
+            // not what is measured.
+            environment["FISSION_RATE_LIMIT_PER_ADDRESS"] = "off"
+            let (_, pid) = try await BenchProcesses.startUntilReady(
+                service, environment: environment, log: logs.appendingPathComponent("\(service).log").path, port: port)
+            pids.append(pid)
+            bases[service] = "http://127.0.0.1:\(port)"
+        }
+        defer {
+            for pid in pids { ChildProcess.stop(pid) }
+        }
+        let assists = bases["assists"]!
 
         // A bargain campaign with room for every help: the promise is larger than any run.
         let campaign = CampaignID()
         let terms = CampaignTerms(
-            kind: .bargain, product: Product(sku: "BENCH", title: "bench"), listPrice: Money(10_000_000, .cny), stock: 1_000_000,
+            kind: .bargain, product: Product(sku: "BENCH", title: "bench"), listPrice: Money(1_000_000_000, .cny), stock: 1_000_000,
             perUserLimit: 1, startsAt: Date().addingTimeInterval(-60), endsAt: Date().addingTimeInterval(86_400),
-            bargain: BargainRules(floorPrice: Money(0, .cny), maxHelpers: 100_000, firstCutMin: Money(1, .cny), firstCutMax: Money(10, .cny),
+            bargain: BargainRules(floorPrice: Money(0, .cny), maxHelpers: 1_000_000, firstCutMin: Money(1, .cny), firstCutMax: Money(10, .cny),
                                   taskTimeLimitSeconds: 86_400, payWindowSeconds: 600))
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers), logger: logger)
         let event = CloudEvent(CampaignPublished(campaignId: campaign, merchantId: "m-bench", terms: terms, publishedAt: Date()))
@@ -69,46 +93,84 @@ struct AssistsBench: AsyncParsableCommand {
         await producer.shutdown()
 
         let issuer = await DevelopmentTokenIssuer(secret: secret)
-        var taskIDs: [String] = []
+        var initiators: [(task: String, token: String)] = []
         for index in 0..<(tasks + 1) {
             let token = try await issuer.token(for: UserID(rawValue: "initiator-\(index)"), roles: [.shopper])
             let body = "{\"campaignId\":\"\(campaign)\"}"
             var started: [String: Any]?
             for _ in 0..<300 where started == nil {
-                let (status, object) = try await Self.post("\(base)/tasks", token: token, body: body)
+                let (status, object) = try await Self.post("\(assists)/tasks", token: token, body: body)
                 if status == 201 { started = object } else { try await Task.sleep(for: .milliseconds(50)) }
             }
             guard let id = started?["taskId"] as? String else { throw ValidationError("could not start tasks: has assists seen the campaign?") }
-            taskIDs.append(id)
+            initiators.append((id, token))
         }
-        let hot = taskIDs[0]
-        let spread = Array(taskIDs.dropFirst())
-        var helperTokens: [String] = []
-        for index in 0..<(helps * 2) {
-            helperTokens.append(try await issuer.token(for: UserID(rawValue: "helper-\(index)"), roles: [.shopper]))
+        let hot = initiators[0].task
+        let spread = initiators.dropFirst().map(\.task)
+        var nextHelper = 0
+        func helpLines(_ count: Int, task: (Int) -> String) async throws -> [(path: String, token: String)] {
+            var lines: [(path: String, token: String)] = []
+            lines.reserveCapacity(count)
+            for index in 0..<count {
+                let token = try await issuer.token(for: UserID(rawValue: "helper-\(nextHelper)"), roles: [.shopper])
+                nextHelper += 1
+                lines.append(("/tasks/\(task(index))/helps", token))
+            }
+            return lines
         }
 
         // The reference: what the same server does with pgbench's simple-update transaction
         // (`-N`, 32 clients), measured in this run before the helps.
         let reference = try await pgbenchTPS(cluster)
-        let spreadRun = try await measure(base: base, tokens: Array(helperTokens.prefix(helps))) { spread[$0 % spread.count] }
-        let hotRun = try await measure(base: base, tokens: Array(helperTokens.suffix(helps))) { _ in hot }
-
-        print("Assists helps through HTTP: \(helps) helps each, \(concurrency) concurrent clients, pool of 32")
-        print(String(format: "%-30@ %12@ %10@ %10@", "figure" as NSString, "helps/s" as NSString, "p50 ms" as NSString, "p99 ms" as NSString))
-        for (name, run) in [("spread over \(spread.count) tasks", spreadRun), ("one hot task", hotRun)] {
-            print(String(format: "%-30@ %12.0f %10.1f %10.1f", name as NSString, run.rate, run.p50, run.p99))
+        let spreadLines = try await helpLines(helpers) { spread[$0 % spread.count] }
+        // CPU per help, by process: what a help costs the service and the database, whatever
+        // else the machine is doing.
+        let (serviceBefore, databaseBefore) = (BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.clusterCPUSeconds(cluster))
+        let spreadRun = try await Wrk.run(base: assists, lines: spreadLines, connections: connections, seconds: seconds)
+        let helpsDone = Double(spreadRun.requests - spreadRun.failed)
+        let serviceCPU = (BenchProcesses.cpuSeconds(pids[0]) - serviceBefore) / helpsDone * 1e6
+        let databaseCPU = (BenchProcesses.clusterCPUSeconds(cluster) - databaseBefore) / helpsDone * 1e6
+        let hotRun = try await Wrk.run(base: assists, lines: try await helpLines(helpers) { _ in hot }, connections: connections, seconds: seconds)
+        for run in [spreadRun, hotRun] where run.failed > 0 {
+            throw ValidationError("\(run.failed) of \(run.requests) helps failed under wrk (see \(logs.path))")
         }
-        let ratio = hotRun.rate / spreadRun.rate
-        print(String(format: "hot ÷ spread = %.2f (target ≥ 0.50)", ratio))
-        let versusReference = spreadRun.rate / reference
-        print(String(format: "pgbench -N, 32 clients, same server: %.0f tps; spread helps ÷ pgbench = %.2f (target ≥ 0.80)", reference, versusReference))
+
+        // Half the saturation rate, open loop, spread over the same tasks; each initiator
+        // follows their inbox stream.
+        let halfRate = spreadRun.rate / 2
+        let count = Int(halfRate * Double(latencySeconds))
+        let lines = try await helpLines(count) { spread[$0 % spread.count] }
+        let half = try await OpenLoop.run(
+            base: assists, inbox: bases["notifications"]!, helps: lines, rate: halfRate,
+            initiators: Dictionary(uniqueKeysWithValues: initiators.dropFirst().map { ($0.task, $0.token) }))
+
+        print("Assists helps through HTTP (release executables), pgbench -N on the same server, same run")
+        func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
+        print(column("figure", 52) + " " + ["helps/s", "p50 ms", "p99 ms", "target"].map { column($0, 10) }.joined(separator: " "))
+        func row(_ name: String, _ rate: Double, _ p50: Double, _ p99: Double, _ target: String) {
+            let numbers = [String(format: "%.0f", rate), p50.isNaN ? "" : String(format: "%.1f", p50), p99.isNaN ? "" : String(format: "%.1f", p99)]
+            print(column(name, 52) + " " + (numbers + [target]).map { column($0, 10) }.joined(separator: " "))
+        }
+        row("pgbench -N, 32 clients (tps)", reference, .nan, .nan, "")
+        row("saturation spread over \(spread.count) tasks (wrk, \(connections) conns)", spreadRun.rate, spreadRun.p50, spreadRun.p99,
+            String(format: "≥ %.0f", reference * 0.8))
+        row("saturation, one hot task", hotRun.rate, hotRun.p50, hotRun.p99, String(format: "≥ %.0f", spreadRun.rate * 0.5))
+        row("half saturation, open loop", half.rate, half.latency.p50, half.latency.p99, "p99 ≤ 25")
+        row("help response → initiator's stream", half.rate, half.endToEnd.p50, half.endToEnd.p99, "p99 ≤ 250")
+        print(String(format: "CPU per help (spread): assists %.0f µs, PostgreSQL %.0f µs", serviceCPU, databaseCPU))
+        print(String(format: "spread ÷ pgbench = %.2f (target ≥ 0.80); hot ÷ spread = %.2f (target ≥ 0.50); %d of %d notifications seen",
+                     spreadRun.rate / reference, hotRun.rate / spreadRun.rate, half.notified, half.sent))
         try BenchResults.record([
-            ("assists.helps_vs_pgbench", ["value": spreadRun.rate, "reference": reference, "ratio": versusReference, "target_ratio": 0.8]),
-            ("assists.hot_task_helps_per_s", ["value": hotRun.rate, "reference": spreadRun.rate, "ratio": ratio, "target_ratio": 0.5,
-                                              "p50_ms": hotRun.p50, "p99_ms": hotRun.p99]),
-            ("assists.spread_helps_per_s", ["value": spreadRun.rate, "p50_ms": spreadRun.p50, "p99_ms": spreadRun.p99]),
+            ("assists.helps_vs_pgbench", ["value": spreadRun.rate, "reference": reference, "ratio": spreadRun.rate / reference,
+                                          "target_ratio": 0.8, "p50_ms": spreadRun.p50, "p99_ms": spreadRun.p99,
+                                          "service_cpu_us_per_help": serviceCPU, "database_cpu_us_per_help": databaseCPU]),
+            ("assists.hot_task_helps_per_s", ["value": hotRun.rate, "reference": spreadRun.rate, "ratio": hotRun.rate / spreadRun.rate,
+                                              "target_ratio": 0.5, "p50_ms": hotRun.p50, "p99_ms": hotRun.p99]),
+            ("assists.half_saturation_latency", ["rate": half.rate, "p50_ms": half.latency.p50, "p99_ms": half.latency.p99, "target_p99_ms": 25]),
+            ("assists.help_to_inbox_latency", ["rate": half.rate, "p50_ms": half.endToEnd.p50, "p99_ms": half.endToEnd.p99,
+                                               "target_p99_ms": 250, "seen": Double(half.notified), "sent": Double(half.sent)]),
         ], to: output)
+        try? FileManager.default.removeItem(at: logs)
     }
 
     /// pgbench -N (simple update) tps against the cluster, scale 10, 32 clients on 2 threads.
@@ -131,38 +193,6 @@ struct AssistsBench: AsyncParsableCommand {
         return tps
     }
 
-    struct Run {
-        var rate: Double
-        var p50: Double
-        var p99: Double
-    }
-
-    func measure(base: String, tokens: [String], task: @escaping @Sendable (Int) -> String) async throws -> Run {
-        let start = ContinuousClock.now
-        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
-            for worker in 0..<concurrency {
-                group.addTask {
-                    var own: [Double] = []
-                    var index = worker
-                    while index < tokens.count {
-                        let began = ContinuousClock.now
-                        let (status, _) = try await Self.post("\(base)/tasks/\(task(index))/helps", token: tokens[index], body: nil)
-                        guard status == 200 else { throw ValidationError("a help failed with \(status)") }
-                        let elapsed = ContinuousClock.now - began
-                        own.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
-                        index += concurrency
-                    }
-                    return own
-                }
-            }
-            return try await group.reduce(into: [Double]()) { $0 += $1 }
-        }
-        let elapsed = ContinuousClock.now - start
-        let seconds = elapsed.inSeconds
-        let sorted = latencies.sorted()
-        return Run(rate: Double(latencies.count) / seconds, p50: sorted[sorted.count / 2], p99: sorted[Int(Double(sorted.count) * 0.99)])
-    }
-
     static func post(_ url: String, token: String, body: String?) async throws -> (Int, [String: Any]) {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = "POST"
@@ -173,16 +203,6 @@ struct AssistsBench: AsyncParsableCommand {
         }
         let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
-    }
-
-    func waitUntilReady(_ base: String) async throws {
-        for _ in 0..<600 {
-            var request = URLRequest(url: URL(string: "\(base)/health/ready")!)
-            request.timeoutInterval = 2
-            if let (_, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw ValidationError("assists did not become ready")
     }
 }
 

@@ -38,35 +38,30 @@ struct ServicesBench: AsyncParsableCommand {
         await admin.close()
         let broker = try KafkaLocalBroker(logger: logger)
         for topic in Topics.allWithDeadLetters { try broker.createTopic(topic.name, partitions: topic.partitions) }
-        let binaries = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()
         let logs = FileManager.default.temporaryDirectory.appendingPathComponent("fission-bench-services-\(UUID())")
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         let secret = "bench-secret-0123456789abcdef0123456789"
         let token = try await DevelopmentTokenIssuer(secret: secret).token(for: "u-bench", roles: [.shopper, .merchant, .operator])
 
-        print("Services (\(binaries.lastPathComponent) build): start-up after migrations, resident memory idle and under \(loadSeconds) s of reads")
+        print("Services (\(try BenchProcesses.binaries.lastPathComponent) build): start-up after migrations, resident memory idle and under \(loadSeconds) s of reads")
         print(String(format: "%-14@ %12@ %12@ %12@ %14@ %12@", "service" as NSString, "ready ms" as NSString, "first ms" as NSString,
                      "idle MB" as NSString, "loaded MB" as NSString, "reads/s" as NSString))
         var figures: [(String, [String: Double])] = []
         for service in Self.services {
             let port = try freeTCPPort()
-            let environment = [
-                "FISSION_DATABASE_URL": cluster.adminConfiguration.with(database: service).url,
-                "FISSION_KAFKA_BROKERS": broker.bootstrapServers, "FISSION_KAFKA_LOCAL": "true",
-                "FISSION_JWT_SECRET": secret, "FISSION_HTTP_HOST": "127.0.0.1", "FISSION_HTTP_PORT": String(port),
-                "FISSION_PAYMENT_WEBHOOK_SECRET": "bench-webhook-secret-0123456789abcdef", "FISSION_LOG_LEVEL": "error",
-            ]
-            let executable = binaries.appendingPathComponent(service).path
+            let environment = BenchProcesses.environment(
+                service: service, database: cluster.adminConfiguration.with(database: service).url, brokers: broker.bootstrapServers,
+                secret: secret, port: port)
             let log = logs.appendingPathComponent("\(service).log").path
             // First start migrates the empty database; the second is the one the target is about.
-            let (first, firstPID) = try await startUntilReady(executable, environment, log, port: port)
-            await stop(firstPID)
-            let (ready, pid) = try await startUntilReady(executable, environment, log, port: port)
+            let (first, firstPID) = try await BenchProcesses.startUntilReady(service, environment: environment, log: log, port: port)
+            await BenchProcesses.stop(firstPID)
+            let (ready, pid) = try await BenchProcesses.startUntilReady(service, environment: environment, log: log, port: port)
             try await Task.sleep(for: .seconds(2))
-            let idle = residentMegabytes(pid)
+            let idle = BenchProcesses.residentMegabytes(pid)
             let reads = try await load("http://127.0.0.1:\(port)\(Self.reads[service]!)", token: token)
-            let loaded = residentMegabytes(pid)
-            await stop(pid)
+            let loaded = BenchProcesses.residentMegabytes(pid)
+            await BenchProcesses.stop(pid)
             print(String(format: "%-14@ %12.0f %12.0f %12.1f %14.1f %12.0f", service as NSString, ready * 1000, first * 1000, idle, loaded, reads))
             figures.append(("services.\(service)", ["ready_ms": ready * 1000, "first_start_ms": first * 1000, "idle_rss_mb": idle,
                                                     "loaded_rss_mb": loaded, "reads_per_s": reads, "target_ready_ms": 1000,
@@ -74,39 +69,6 @@ struct ServicesBench: AsyncParsableCommand {
         }
         try? FileManager.default.removeItem(at: logs)
         try BenchResults.record(figures, to: output)
-    }
-
-    private func startUntilReady(_ executable: String, _ environment: [String: String], _ log: String, port: Int) async throws -> (Double, pid_t) {
-        let start = ContinuousClock.now
-        let pid = try ChildProcess.start(executable, [], environment: environment, logPath: log)
-        while ContinuousClock.now - start < .seconds(60) {
-            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/health/ready")!)
-            request.timeoutInterval = 1
-            if let (_, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 {
-                let elapsed = ContinuousClock.now - start
-                return (elapsed.inSeconds, pid)
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        await stop(pid)
-        throw ValidationError("\(executable) was not ready within 60 s (see \(log))")
-    }
-
-    /// SIGTERM and reap, on a Dispatch thread (it waits).
-    private func stop(_ pid: pid_t) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                ChildProcess.stop(pid)
-                continuation.resume()
-            }
-        }
-    }
-
-    private func residentMegabytes(_ pid: pid_t) -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kilobytes = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return -1 }
-        return kilobytes / 1024
     }
 
     /// 32 clients reading for `loadSeconds`; returns reads/s (any non-200 stops the run).

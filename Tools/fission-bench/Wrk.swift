@@ -1,0 +1,75 @@
+import ArgumentParser
+import FissionTesting
+import Foundation
+
+/// Saturation load from `wrk` (Debian), a separate process, so the load generator's CPU is not
+/// the service's: each request is one line of a file (`path<TAB>bearer token`), every line used
+/// once per pass, the lines split between wrk's threads so no two connections send the same one.
+enum Wrk {
+    struct Run {
+        var requests: Int
+        var seconds: Double
+        /// Responses other than 2xx/3xx, and connect/read/write/timeout errors.
+        var failed: Int
+        var p50: Double
+        var p99: Double
+        var rate: Double { Double(requests - failed) / seconds }
+    }
+
+    static let script = """
+        -- Lines "path<TAB>token"; thread k of n takes lines k, k+n, k+2n, ...
+        local counter = 0
+        function setup(thread)
+          thread:set("id", counter)
+          counter = counter + 1
+        end
+
+        local requests = {}
+        local position = 0
+        function init(args)
+          local threads = tonumber(args[2])
+          local index = 0
+          for line in io.lines(args[1]) do
+            if index % threads == id then
+              local path, token = line:match("([^\\t]+)\\t(.+)")
+              requests[#requests + 1] = wrk.format("POST", path, { ["Authorization"] = "Bearer " .. token }, nil)
+            end
+            index = index + 1
+          end
+        end
+
+        function request()
+          position = position % #requests + 1
+          return requests[position]
+        end
+
+        function done(summary, latency, requests)
+          local e = summary.errors
+          io.write(string.format("FISSION-WRK %d %d %d %d %d\\n", summary.requests, summary.duration,
+            e.status + e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+        end
+        """
+
+    /// Runs wrk for `seconds` against `base` with the given request lines.
+    static func run(base: String, lines: [(path: String, token: String)], connections: Int, seconds: Int) async throws -> Run {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fission-wrk-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let scriptFile = directory.appendingPathComponent("requests.lua")
+        let linesFile = directory.appendingPathComponent("requests.tsv")
+        try script.write(to: scriptFile, atomically: true, encoding: .utf8)
+        try lines.map { "\($0.path)\t\($0.token)\n" }.joined().write(to: linesFile, atomically: true, encoding: .utf8)
+        let threads = 2
+        let output = try await ChildProcess.run(
+            "/usr/bin/wrk",
+            ["-t", String(threads), "-c", String(connections), "-d", "\(seconds)s", "--timeout", "30s", "--latency", "-s", scriptFile.path, base,
+             "--", linesFile.path, String(threads)],
+            environment: [:], timeLimit: .seconds(Double(seconds) + 60))
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("FISSION-WRK ") }) else {
+            throw ValidationError("wrk printed no summary: \(output.suffix(400))")
+        }
+        let numbers = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard numbers.count == 5 else { throw ValidationError("unexpected wrk summary: \(line)") }
+        return Run(requests: Int(numbers[0]), seconds: numbers[1] / 1e6, failed: Int(numbers[2]), p50: numbers[3] / 1000, p99: numbers[4] / 1000)
+    }
+}
