@@ -21,6 +21,9 @@ import Synchronization
 public final class OutboxRelay: Service, Sendable {
     public struct Options: Sendable {
         public var batchSize = 1000
+        /// Batches sent and not yet reported at once: reading the next batch while the broker
+        /// acknowledges the last keeps the producer busy.
+        public var batchesInFlight = 4
         public var idleWait: Duration = .seconds(1)
         public var standbyWait: Duration = .seconds(1)
         public var maxBackoff: Duration = .seconds(5)
@@ -92,54 +95,84 @@ public final class OutboxRelay: Service, Sendable {
         }
     }
 
+    /// Reads the next batch while earlier ones are in flight (up to `batchesInFlight`), and
+    /// marks batches in the order they were sent. Each read is "the lowest unpublished rows not
+    /// in flight", never "above the last id sent": a row whose transaction committed late has a
+    /// lower id than rows already sent, and a later event of the same key can only have been
+    /// written after it committed, so it is read no earlier than that row (per-key order holds).
     private func publishWhileLeading(on connection: PostgresConnection) async throws {
         var backoff: Duration = .milliseconds(100)
         var lastPurge = ContinuousClock.now
+        var inFlight: [(ids: [Int64], outcomes: Task<[Result<KafkaDeliveryReport, KafkaError>], Never>)] = []
         while !Task.isCancelled {
-            let rows = try await connection.query(
-                """
-                SELECT id, topic, key, payload, headers FROM outbox
-                WHERE published_at IS NULL ORDER BY id LIMIT \(options.batchSize)
-                """)
-            if rows.isEmpty {
-                metrics?.setOutboxBacklog(0)
-                if ContinuousClock.now - lastPurge > options.purgeInterval {
-                    try await purge(on: connection)
-                    lastPurge = .now
+            if inFlight.count < options.batchesInFlight {
+                let rows = try await connection.query(
+                    """
+                    SELECT id, topic, key, payload, headers FROM outbox
+                    WHERE published_at IS NULL AND id NOT IN (SELECT unnest(\(inFlight.flatMap(\.ids))::int8[]))
+                    ORDER BY id LIMIT \(options.batchSize)
+                    """)
+                if !rows.isEmpty {
+                    var ids: [Int64] = []
+                    var messages: [KafkaOutgoingMessage] = []
+                    for row in rows {
+                        ids.append(try row.decode("id"))
+                        let headers = try row.decode("headers", as: PostgresJSON<[String: String]>.self).value
+                        messages.append(KafkaOutgoingMessage(
+                            topic: try row.decode("topic"), key: Array(try row.decode("key", as: String.self).utf8),
+                            value: Array(try row.decode("payload", as: String.self).utf8),
+                            headers: headers.sorted { $0.key < $1.key }.map { KafkaHeader(key: $0.key, value: $0.value) }))
+                    }
+                    let producer = self.producer
+                    inFlight.append((ids, Task { await producer.send(messages) }))
+                    continue
                 }
-                await wake.wait(timeout: options.idleWait)
-                continue
+                if inFlight.isEmpty {
+                    metrics?.setOutboxBacklog(0)
+                    if ContinuousClock.now - lastPurge > options.purgeInterval {
+                        try await purge(on: connection)
+                        lastPurge = .now
+                    }
+                    await wake.wait(timeout: options.idleWait)
+                    continue
+                }
             }
-            var ids: [Int64] = []
-            var messages: [KafkaOutgoingMessage] = []
-            for row in rows {
-                ids.append(try row.decode("id"))
-                let headers = try row.decode("headers", as: PostgresJSON<[String: String]>.self).value
-                messages.append(KafkaOutgoingMessage(
-                    topic: try row.decode("topic"), key: Array(try row.decode("key", as: String.self).utf8),
-                    value: Array(try row.decode("payload", as: String.self).utf8),
-                    headers: headers.sorted { $0.key < $1.key }.map { KafkaHeader(key: $0.key, value: $0.value) }))
-            }
-            let outcomes = await producer.send(messages)
-            let delivered = zip(ids, outcomes).compactMap { id, outcome -> Int64? in
-                if case .success = outcome { return id }
-                return nil
-            }
-            if !delivered.isEmpty {
-                try await connection.query("UPDATE outbox SET published_at = now() WHERE id = ANY(\(delivered))")
-                metrics?.countOutboxPublished(delivered.count)
-            }
-            if delivered.count < ids.count {
-                let firstFailure = outcomes.first { if case .failure = $0 { true } else { false } }
+            let batch = inFlight.removeFirst()
+            if let failure = try await mark(batch, on: connection) {
                 logger.warning(
                     "outbox rows not delivered; backing off",
-                    metadata: ["undelivered": "\(ids.count - delivered.count)", "error": "\(String(describing: firstFailure))", "backoff": "\(backoff)"])
+                    metadata: ["error": "\(failure)", "backoff": "\(backoff)"])
+                // Let what is in flight finish and be marked, then start again from the lowest
+                // unpublished row after the pause.
+                for later in inFlight { _ = try await mark(later, on: connection) }
+                inFlight.removeAll()
                 try await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, options.maxBackoff)
             } else {
                 backoff = .milliseconds(100)
             }
         }
+        // Stopping: what was sent is marked, so the next relay does not send it again.
+        for batch in inFlight { _ = try await mark(batch, on: connection) }
+    }
+
+    /// Awaits a batch's delivery reports and marks the delivered rows; returns the first failure.
+    private func mark(_ batch: (ids: [Int64], outcomes: Task<[Result<KafkaDeliveryReport, KafkaError>], Never>),
+                      on connection: PostgresConnection) async throws -> KafkaError? {
+        let outcomes = await batch.outcomes.value
+        var delivered: [Int64] = []
+        var failure: KafkaError?
+        for (id, outcome) in zip(batch.ids, outcomes) {
+            switch outcome {
+            case .success: delivered.append(id)
+            case .failure(let error): failure = failure ?? error
+            }
+        }
+        if !delivered.isEmpty {
+            try await connection.query("UPDATE outbox SET published_at = now() WHERE id = ANY(\(delivered))")
+            metrics?.countOutboxPublished(delivered.count)
+        }
+        return failure
     }
 
     private func purge(on connection: PostgresConnection) async throws {
