@@ -17,6 +17,9 @@ struct RelayBench: AsyncParsableCommand {
     @Option(help: "Outbox rows per run.")
     var events = 50_000
 
+    @Option(help: "Batches the relay keeps in flight.")
+    var batchesInFlight = OutboxRelay.Options().batchesInFlight
+
     @Option(help: "JSON results file (merged with what is there).")
     var output = "bench/results.json"
 
@@ -59,7 +62,9 @@ struct RelayBench: AsyncParsableCommand {
 
         let producer = try KafkaProducer(configuration: configuration, logger: logger)
         try await producer.send(KafkaOutgoingMessage(topic: "bench.relay", key: "warm-up", value: Array("x".utf8)))
-        let relay = OutboxRelay(service: "bench", pool: pool, producer: producer, logger: logger)
+        var options = OutboxRelay.Options()
+        options.batchesInFlight = batchesInFlight
+        let relay = OutboxRelay(service: "bench", pool: pool, producer: producer, options: options, logger: logger)
         let start = ContinuousClock.now
         let running = Task { try await relay.run() }
         while try await pool.query("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL").single().decode("n", as: Int.self) > 0 {
