@@ -130,4 +130,37 @@ struct InboxTests {
             await recorder.stop()
         }
     }
+
+    /// A handler bug sends an event to the dead-letter topic; the operator lists it, the bug is
+    /// fixed, and replaying it gives exactly one effect (a second replay changes nothing).
+    @Test func deadLettersAreListedAndReplayedOnceTheCauseIsFixed() async throws {
+        let fixed = Atomic<Bool>(false)
+        try await withInbox(handler: { event, _ in
+            if event.data.stockLeft == 13, !fixed.load(ordering: .relaxed) { throw Flaky() }
+        }) { fixture in
+            let poisoned = stockReserved(campaign: CampaignID(), sequence: 13)
+            try await fixture.send(poisoned)
+            try await fixture.send(stockReserved(campaign: CampaignID(), sequence: 14))
+            #expect(await eventually { (try? await fixture.effects()) == [14] })
+
+            let consumer = try await TestKafka.shared.consumerConfiguration(group: fixture.group, topics: [fixture.topic])
+            var letters: [DeadLetterOffice.Letter] = []
+            #expect(await eventually(timeout: .seconds(60)) {
+                letters = (try? await DeadLetterOffice.read(group: fixture.group, consumer: consumer)) ?? []
+                return letters.count == 1
+            })
+            let letter = try #require(letters.first)
+            #expect(letter.reason.contains("failed 3 times"))
+            #expect(letter.sourceTopic == fixture.topic)
+            #expect(letter.eventType == StockReserved.eventType)
+            #expect(!letter.originalHeaders.contains { $0.key.hasPrefix("dlq_") })
+
+            fixed.store(true, ordering: .relaxed)
+            #expect(try await DeadLetterOffice.replay(letters, producer: fixture.producer) == 1)
+            #expect(await eventually { (try? await fixture.effects()) == [14, 13] })
+            try await DeadLetterOffice.replay(letters, producer: fixture.producer)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await fixture.effects() == [14, 13], "the inbox remembers the event id")
+        }
+    }
 }
