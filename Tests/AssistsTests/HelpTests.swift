@@ -120,6 +120,74 @@ struct HelpTests {
         }
     }
 
+    /// A scripted farm: 300 fake accounts on 6 phones behind 3 networks, all at once, next to
+    /// 100 honest friends each on their own phone and network. The device limit (10 a day) lets
+    /// 10 helps per phone through; the velocity rule (more than 5 a minute from one device) holds
+    /// the second 5 of those for review; every honest help counts.
+    @Test func aFarmOfFakeAccountsSharingPhonesAndNetworksIsLimitedAndHeldForReview() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 30, deviceLimit: 10), on: pool)
+            var started: [TaskID] = []
+            for index in 0..<30 { started.append(try await startTask(campaign, initiator: "u-initiator-\(index)", on: pool).taskId) }
+            let tasks = started
+            let farm = (0..<300).map { (helper: "u-farm-\($0)", device: "phone-\($0 % 6)", network: "10.0.\($0 % 3).0/24") }
+            let honest = (0..<100).map { (helper: "u-friend-\($0)", device: "own-phone-\($0)", network: "172.16.\($0).0/24") }
+            try await markPaid((farm + honest).map(\.helper), on: pool)
+            let farmOutcomes = Tally()
+            let honestOutcomes = Tally()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, account) in (farm + honest).enumerated() {
+                    let tally = index < farm.count ? farmOutcomes : honestOutcomes
+                    group.addTask {
+                        let refusal = try await help(tasks[index % tasks.count], by: account.helper, device: account.device,
+                                                     network: account.network, on: pool)
+                        await tally.add(refusal ?? "counted or held")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let states = try await pool.query(
+                "SELECT state, count(*)::int8 AS n FROM helps WHERE helper_id LIKE 'u-farm-%' GROUP BY state"
+            ).reduce(into: [String: Int]()) { $0[try $1.decode("state")] = try $1.decode("n", as: Int.self) }
+            let honestCounted = try await pool.query(
+                "SELECT count(*)::int8 AS n FROM helps WHERE helper_id LIKE 'u-friend-%' AND state = 'counted'").single().decode("n", as: Int.self)
+            print("fraud farm: 300 fake accounts on 6 phones / 3 networks → \(states["counted", default: 0]) counted, "
+                  + "\(states["held", default: 0]) held for review, \(await farmOutcomes.counts["device-limit", default: 0]) refused (device limit); "
+                  + "100 honest friends → \(honestCounted) counted")
+            #expect(await farmOutcomes.counts == ["counted or held": 60, "device-limit": 240])
+            #expect(states == ["counted": 30, "held": 30])
+            let perPhone = try await pool.query(
+                "SELECT device_id, count(*) FILTER (WHERE state = 'counted')::int8 AS counted FROM helps WHERE helper_id LIKE 'u-farm-%' GROUP BY device_id")
+            #expect(try perPhone.allSatisfy { try $0.decode("counted", as: Int.self) == 5 })
+            #expect(await honestOutcomes.counts == ["counted or held": 100])
+            #expect(honestCounted == 100)
+            #expect(try await emitted(AssistHeldForReview.self, on: pool).count == 30)
+        }
+    }
+
+    /// With no daily device limit nothing else makes one phone's helps take turns: the velocity
+    /// rule itself must, or concurrent helps each see too few of the others.
+    @Test func concurrentBurstsFromOnePhoneAreHeldExactlyWithoutADeviceLimit() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 30), on: pool)
+            var started: [TaskID] = []
+            for index in 0..<20 { started.append(try await startTask(campaign, initiator: "u-initiator-\(index)", on: pool).taskId) }
+            let tasks = started
+            let farm = (0..<60).map { "u-farm-\($0)" }
+            try await markPaid(farm, on: pool)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, helper) in farm.enumerated() {
+                    group.addTask { _ = try await help(tasks[index % tasks.count], by: helper, device: "phone-\(index % 2)", on: pool) }
+                }
+                try await group.waitForAll()
+            }
+            let counted = try await pool.query("SELECT count(*)::int8 AS n FROM helps WHERE state = 'counted'").single().decode("n", as: Int.self)
+            let held = try await pool.query("SELECT count(*)::int8 AS n FROM helps WHERE state = 'held'").single().decode("n", as: Int.self)
+            #expect(counted == 10, "five a minute per phone")
+            #expect(held == 50)
+        }
+    }
+
     @Test func tasksExpireExactlyOnceWithTwoSchedulers() async throws {
         try await withAssistsDatabase { pool in
             let campaign = try await knownCampaign(bargainTerms(helpers: 30), on: pool)

@@ -99,7 +99,8 @@ enum TaskBook {
             status = try row.decode("status")
             seed = try row.decode("seed")
             seedHash = try row.decode("seed_hash")
-            schedule = try row.decode("schedule", as: String?.self).map(ReadModels.schedules.decode)
+            // An unlock task has no cut schedule: its column holds JSON null, not SQL NULL.
+            schedule = try row.decode("schedule", as: String?.self).flatMap { $0 == "null" ? nil : try ReadModels.schedules.decode($0) }
             deadline = try row.decode("deadline")
             payBy = try row.decode("pay_by")
         }
@@ -325,16 +326,22 @@ enum TaskBook {
     }
 
     /// Velocity rules: a burst of helps from one device or network is held for review (this
-    /// help, not yet written, counts as one more).
+    /// help, not yet written, counts as one more). Helps from one device (and from one network)
+    /// take turns on an advisory lock held to commit, so a farm firing them all at once cannot
+    /// slip through with each seeing only the others' committed helps.
     static func suspicion(_ request: HelpRequest, fraud: FraudRules, on connection: PostgresConnection) async throws -> String? {
         let since = Date().addingTimeInterval(-Double(fraud.window.components.seconds))
+        // Each lock is its own statement: the count that follows must see what the previous
+        // holder committed, so it needs a snapshot taken after the lock was granted.
         if let device = request.device {
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("fission.help.device:" + device)))")
             let recent = try await connection.query(
                 "SELECT count(*)::int8 AS n FROM helps WHERE device_id = \(device) AND created_at > \(since)"
             ).single().decode("n", as: Int.self)
             if recent >= fraud.deviceBurst { return "deviceBurst: \(recent + 1) helps from one device within \(fraud.window)" }
         }
         if let network = request.network {
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("fission.help.network:" + network)))")
             let recent = try await connection.query(
                 "SELECT count(*)::int8 AS n FROM helps WHERE network = \(network) AND created_at > \(since)"
             ).single().decode("n", as: Int.self)
