@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SWIFT_TEST_FLAGS ?=
 
-.PHONY: deps build test clean demo dev
+.PHONY: deps build test clean demo dev chaos
 
 deps:
 	@infra/local/install-deps.sh
@@ -22,6 +22,11 @@ test: deps
 demo: build
 	.build/debug/fission dev up --demo
 
+# The demo's traffic for three minutes while services are SIGKILLed, the broker goes down and
+# PostgreSQL restarts; then every database and topic is audited (non-zero exit on loss or doubling).
+chaos: build
+	.build/debug/fission chaos
+
 # The local stack, kept running until Ctrl-C (URLs and development tokens are printed).
 dev: build
 	.build/debug/fission dev up
@@ -36,3 +41,10 @@ bench: deps
 	$(SWIFT) build -c release --product fission-bench
 	.build/release/fission-bench kafka
 	.build/release/fission-bench assists
+
+# Schemathesis against every running service of the local stack, without a token and as a
+# shopper, a merchant and an operator: no 5xx, every answer as documented in
+# Services/*/openapi.yaml, every error application/problem+json. FUZZ_MAX_EXAMPLES tunes the depth.
+.PHONY: fuzz
+fuzz: build
+	infra/fuzz/run.sh

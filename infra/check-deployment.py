@@ -10,7 +10,10 @@ infra/k8s (kubectl kustomize; KUBECTL=... picks another kubectl), then checks th
   - every topic of Shared/Domain/Topics.swift, dead-letter topics included, is created by the
     compose topic step and declared as a Strimzi KafkaTopic, with the same partition count;
   - every FISSION_* variable a service reads (Shared/ServiceKit plus its own folder) is set
-    for it in compose and in its Kubernetes ConfigMap/Secret, and nothing unread is set.
+    for it in compose and in its Kubernetes ConfigMap/Secret, and nothing unread is set;
+  - every Services/<Name>/openapi.yaml is a valid OpenAPI 3.1 document (openapi-spec-validator)
+    whose operations each declare `x-fission-roles` ([], [shopper], [merchant], [operator] or
+    [signed]) and answer errors as application/problem+json (health probes excepted).
 Prints one line per problem and exits 1, or one summary line and exits 0.
 """
 
@@ -63,6 +66,67 @@ def error_line(text: str) -> str:
     lines = [line for line in lines if len(line) > 2]
     telling = [line for line in lines if re.search(r"error|fail|invalid|unsupported|not found|no such", line, re.I)]
     return (telling or lines or ["(no output)"])[-1]
+
+
+# MARK: The OpenAPI documents
+
+ROLES = {"shopper", "merchant", "operator", "signed"}
+METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def check_openapi(services: list[str]) -> int:
+    """Validates each service's OpenAPI document; returns how many operations were checked."""
+    try:
+        from openapi_spec_validator import validate
+    except ImportError:
+        problem("openapi-spec-validator is not installed (infra/local/install-deps.sh installs it)")
+        return 0
+    operations = 0
+    for folder in sorted(entry for entry in (ROOT / "Services").iterdir() if entry.is_dir() and entry.name.lower() in services):
+        path = folder / "openapi.yaml"
+        where = str(path.relative_to(ROOT))
+        if not path.exists():
+            problem(f"{where}: missing")
+            continue
+        try:
+            document = yaml.safe_load(path.read_text())
+            validate(document)
+        except Exception as error:  # noqa: BLE001 — the validator's message is the problem
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            at = getattr(error, "json_path", "")
+            problem(f"{where}: not a valid OpenAPI document: {message}{f' (at {at})' if at else ''}")
+            continue
+        if not str(document.get("openapi", "")).startswith("3.1"):
+            problem(f"{where}: openapi is {document.get('openapi')}, expected 3.1.x")
+        for route, item in (document.get("paths") or {}).items():
+            for method, operation in item.items():
+                if method not in METHODS:
+                    continue
+                operations += 1
+                roles = operation.get("x-fission-roles")
+                if not isinstance(roles, list) or not set(roles) <= ROLES or len(roles) > 1:
+                    problem(f"{where}: {method.upper()} {route} declares x-fission-roles {roles!r}, expected [], or one of "
+                            f"{', '.join(sorted(ROLES))}")
+                for status, response in (operation.get("responses") or {}).items():
+                    # /health/ready answers 503 with its health report, as probes expect.
+                    if not str(status).startswith(("4", "5")) or not isinstance(response, dict) or route.startswith("/health/"):
+                        continue
+                    if "$ref" in response:
+                        response = resolve_reference(document, response["$ref"]) or {}
+                    media = set((response.get("content") or {}).keys())
+                    if media and media != {"application/problem+json"}:
+                        problem(f"{where}: {method.upper()} {route} answers {status} as {', '.join(sorted(media))}, "
+                                f"not application/problem+json")
+    return operations
+
+
+def resolve_reference(document: dict, reference: str) -> dict | None:
+    if not reference.startswith("#/"):
+        return None
+    node = document
+    for part in reference[2:].split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
 
 
 # MARK: What the code says
@@ -379,6 +443,7 @@ def main() -> int:
     services = services_from_folders()
     topics = registry_topics()
     needed = required_variables(services)
+    operations = check_openapi(services)
 
     compose = render_compose()
     if compose is not None:
@@ -396,7 +461,7 @@ def main() -> int:
         print(f"check-deployment: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"check-deployment: ok: {len(services)} services, {len(topics)} topics; docker-compose.yml and "
-          f"kustomize renders ({', '.join(rendered)}) agree with the code")
+          f"kustomize renders ({', '.join(rendered)}) agree with the code; {operations} operations in valid OpenAPI documents")
     return 0
 
 

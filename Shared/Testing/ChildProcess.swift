@@ -114,6 +114,50 @@ public enum ChildProcess {
         return try spawn(executable, arguments, outputPath: logPath, newSession: false, environment: variables, append: true)
     }
 
+    /// `start`, with the child's standard input connected to a socket the caller keeps, for a
+    /// child that takes commands line by line (the local broker's `down`/`up`). Returns the pid
+    /// and the caller's end, for `sendLine(_:to:)`; closing that end is the child's end of input.
+    /// A socket rather than a pipe: a write after the child died fails instead of raising SIGPIPE.
+    public static func startWithControl(
+        _ executable: String, _ arguments: [String], environment extra: [String: String], logPath: String
+    ) throws -> (pid: pid_t, control: Int32) {
+        var ends: [Int32] = [-1, -1]
+        // Close-on-exec on both ends, so that later children (the services) do not inherit the
+        // control socket; the child's copy on fd 0 is made by dup2, which clears the flag.
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
+            throw Failure(description: "socketpair failed: \(String(cString: strerror(errno)))")
+        }
+        var variables = ProcessInfo.processInfo.environment
+        for (key, value) in extra { variables[key] = value }
+        do {
+            let pid = try spawn(executable, arguments, outputPath: logPath, newSession: false, environment: variables, append: true, input: ends[1])
+            close(ends[1])
+            return (pid, ends[0])
+        } catch {
+            close(ends[0])
+            close(ends[1])
+            throw error
+        }
+    }
+
+    /// Writes one command line to a child started with `startWithControl`; false when it is gone.
+    @discardableResult
+    public static func sendLine(_ line: String, to control: Int32) -> Bool {
+        let bytes = Array((line + "\n").utf8)
+        return bytes.withUnsafeBytes { buffer in
+            send(control, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) == buffer.count
+        }
+    }
+
+    /// SIGKILL, as a crash would end it, then reaps it without holding a thread.
+    public static func killAndReap(_ pid: pid_t) async {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; reaps the child.
     public static func stop(_ pid: pid_t, grace: TimeInterval = 10) {
         kill(pid, SIGTERM)
@@ -135,12 +179,16 @@ public enum ChildProcess {
 
     private static func spawn(
         _ executable: String, _ arguments: [String], outputPath: String, errorPath: String? = nil, newSession: Bool,
-        environment: [String: String]? = nil, append: Bool = false
+        environment: [String: String]? = nil, append: Bool = false, input: Int32? = nil
     ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let input {
+            posix_spawn_file_actions_adddup2(&actions, input, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
         if let errorPath {
             posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)

@@ -99,6 +99,22 @@ public struct EphemeralPostgres: Sendable {
             asPostgres: runsAsPostgresUser)
     }
 
+    /// `restart` from async code: waits for `pg_ctl` without holding a thread, and kills it when
+    /// it takes longer than `timeLimit`. Open connections are cut, as in a real server restart.
+    public func restart(timeLimit: Duration) async throws {
+        let pgCtl = binDirectory.appendingPathComponent("pg_ctl").path
+        // The server's output goes on into its log (pg_ctl would otherwise hand it our output file).
+        let arguments = [
+            "-D", directory.appendingPathComponent("data").path, "-l", directory.appendingPathComponent("server.log").path,
+            "-m", "fast", "-w", "-t", "60", "restart",
+        ]
+        if runsAsPostgresUser {
+            try await ChildProcess.run("/usr/sbin/runuser", ["-u", "postgres", "--", pgCtl] + arguments, timeLimit: timeLimit)
+        } else {
+            try await ChildProcess.run(pgCtl, arguments, timeLimit: timeLimit)
+        }
+    }
+
     private func startWatchdog(ownerPID: Int32) throws {
         let pgCtl = binDirectory.appendingPathComponent("pg_ctl").path
         let data = directory.appendingPathComponent("data").path

@@ -90,6 +90,23 @@ struct CampaignHTTPTests {
         }
     }
 
+    /// Found by `make fuzz`: a cursor of year 1 reached PostgreSQL, which refused it (a 500).
+    @Test func aCursorBeforeAnyCampaignIsAnEmptyPage() async throws {
+        try await withService { api, _ in
+            let created = try await api.call(.post, "/campaigns", as: "m-tea", roles: [.merchant], json: try Self.body(groupBuyTerms()))
+            let id = try #require(Self.json(created)["id"] as? String)
+            #expect(try await api.call(.post, "/campaigns/\(id)/publish", as: "m-tea", roles: [.merchant]).status == .ok)
+            for cursor in ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z"] {
+                let page = try await api.call(.get, "/campaigns?cursor=\(cursor)")
+                #expect(page.status == .ok, "\(cursor): \(String(buffer: page.body))")
+                #expect((Self.json(page)["items"] as? [Any])?.isEmpty == true)
+                let mine = try await api.call(.get, "/campaigns?mine=true&cursor=\(cursor)", as: "m-tea", roles: [.merchant])
+                #expect(mine.status == .ok, "\(cursor): \(String(buffer: mine.body))")
+                #expect((Self.json(mine)["items"] as? [Any])?.isEmpty == true)
+            }
+        }
+    }
+
     @Test func merchantRunsACampaignThroughItsLifeAndShoppersSeeOnlyPublishedOnes() async throws {
         try await withService { api, pool in
             let created = try await api.call(.post, "/campaigns", as: "m-tea", roles: [.merchant], json: try Self.body(groupBuyTerms()))

@@ -162,6 +162,34 @@ struct NotificationsTests {
         }
     }
 
+    /// Found by `make fuzz`: an offset beyond the column's range was a 500.
+    @Test func preferencesRefuseATimeZoneOffsetNoZoneHas() async throws {
+        try await withTestDatabase { database in
+            let secret = "notifications-test-secret-0123456789abc"
+            var logger = Logger(label: "notifications-test")
+            logger.logLevel = .warning
+            let settings = ServiceSettings(
+                serviceName: "notifications", port: 0, database: database, databasePoolSize: 4,
+                kafkaBrokers: try await TestKafka.shared.bootstrapServers(), tokenKeys: .sharedSecret(secret), localBroker: true)
+            let app = try await NotificationsService.makeApplication(settings: settings, logger: logger)
+            let token = try await DevelopmentTokenIssuer(secret: secret).token(for: "u-prefs", roles: [.shopper])
+            try await app.test(.live) { client in
+                let headers: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
+                for offset in [24_854_139_914, 841, -721] {
+                    let response = try await client.execute(
+                        uri: "/preferences", method: .put, headers: headers,
+                        body: ByteBuffer(string: "{\"locale\":\"en\",\"muted\":[],\"timeZoneOffsetMinutes\":\(offset)}"))
+                    #expect(response.status == .unprocessableContent, "\(offset): \(String(buffer: response.body))")
+                    #expect(response.headers[.contentType] == "application/problem+json")
+                }
+                let fine = try await client.execute(
+                    uri: "/preferences", method: .put, headers: headers,
+                    body: ByteBuffer(string: "{\"locale\":\"en\",\"muted\":[],\"timeZoneOffsetMinutes\":-300}"))
+                #expect(fine.status == .ok, "\(String(buffer: fine.body))")
+            }
+        }
+    }
+
     @Test func inboxPagesCountsUnreadAndMarksRead() async throws {
         try await withTestDatabase { database in
             let secret = "notifications-test-secret-0123456789abc"

@@ -145,6 +145,42 @@ struct OrdersTests {
         }
     }
 
+    /// Found by `make fuzz`: a task id sent with another purpose was stored as the order's task,
+    /// and a second order of a task failed on the one-order-per-task index with a 500.
+    @Test func aTaskHasOneOrderAndOnlyTaskOrdersClaimIt() async throws {
+        try await withOrders { orders in
+            let bargain = CampaignTerms(
+                kind: .bargain, product: Product(sku: "POT", title: "紫砂壶"), listPrice: Money(9900, .cny), stock: 10, perUserLimit: 3,
+                startsAt: Date().addingTimeInterval(-3600), endsAt: Date().addingTimeInterval(86_400),
+                bargain: BargainRules(floorPrice: Money(100, .cny), maxHelpers: 5, firstCutMin: Money(500, .cny), firstCutMax: Money(1500, .cny),
+                                      taskTimeLimitSeconds: 3600, payWindowSeconds: 1800, allowBuyAboveFloor: true))
+            let campaign = try await orders.publish(bargain)
+            let task = TaskID()
+            try await orders.pool.query(
+                """
+                INSERT INTO completed_tasks (task_id, campaign_id, initiator_id, kind, final_price, currency, pay_by)
+                VALUES (\(task.rawValue), \(campaign.rawValue), 'u-li', 'bargain', 100, 'CNY', now() + interval '30 minutes')
+                """)
+            // Someone else's plain order naming the task does not take the task's order.
+            let squatter = try await orders.call(
+                .post, "/orders", as: "u-other", json: "{\"campaignId\":\"\(campaign)\",\"purpose\":\"plain\",\"taskId\":\"\(task)\"}",
+                headers: [.idempotencyKey: "s1"])
+            #expect(squatter.status == .created, "\(String(buffer: squatter.body))")
+            #expect(try JSONDecoder.fission.decode(OrderView.self, from: Data(squatter.body.readableBytesView)).taskId == nil)
+            let first = try await orders.call(
+                .post, "/orders", json: "{\"campaignId\":\"\(campaign)\",\"purpose\":\"bargain\",\"taskId\":\"\(task)\"}",
+                headers: [.idempotencyKey: "b1"])
+            #expect(first.status == .created, "\(String(buffer: first.body))")
+            #expect(try JSONDecoder.fission.decode(OrderView.self, from: Data(first.body.readableBytesView)).total == Money(100, .cny))
+            let second = try await orders.call(
+                .post, "/orders", json: "{\"campaignId\":\"\(campaign)\",\"purpose\":\"bargain\",\"taskId\":\"\(task)\"}",
+                headers: [.idempotencyKey: "b2"])
+            #expect(second.status == .conflict, "\(String(buffer: second.body))")
+            #expect(second.headers[.contentType] == "application/problem+json")
+            #expect(String(buffer: second.body).contains("task-already-ordered"))
+        }
+    }
+
     @Test func ladderTiersPriceAJoinByTheSizeTheTeamReaches() async throws {
         try await withOrders { orders in
             var terms = groupBuy()

@@ -43,6 +43,11 @@ struct HTTPTests {
                     try context.admit("limited", request, limits: runtime.rateLimits)
                     return "ok"
                 }
+                api.get("/stored") { _, _ -> String in
+                    // The service's own data failing to decode: not the client's fault.
+                    _ = try JSONDecoder().decode(NewItem.self, from: Data("{\"name\":1}".utf8))
+                    return "unreachable"
+                }
                 api.post("/merchant/things") { _, context -> String in
                     _ = try context.require(.merchant)
                     return "ok"
@@ -195,6 +200,40 @@ struct HTTPTests {
             var other = Self.bearer(try await issuer.token(for: "u-2", roles: [.shopper]))
             other[.idempotencyKey] = "order-attempt-1"
             try await client.execute(uri: "/items", method: .post, headers: other, body: body) { #expect($0.status == .created) }
+        }
+    }
+
+    @Test func ownDataThatFailsToDecodeIsA500NotTheClientsFault() async throws {
+        try await withService { client, _, _ in
+            try await client.execute(uri: "/stored", method: .get) { Self.expectProblem($0, .internalServerError, kind: "internal") }
+        }
+    }
+
+    /// Found by `make fuzz`: PostgreSQL text cannot hold U+0000, and a body carrying one was a 500.
+    @Test func textWithANulCharacterIsA422AndChangesNothing() async throws {
+        try await withService { client, pool, issuer in
+            var headers = Self.bearer(try await issuer.token(for: "u-1", roles: [.shopper]))
+            headers[.idempotencyKey] = "nul-1"
+            try await client.execute(
+                uri: "/items", method: .post, headers: headers, body: ByteBuffer(string: "{\"name\":\"tea\\u0000pot\",\"quantity\":1}")
+            ) { Self.expectProblem($0, .unprocessableContent, kind: "nul-character") }
+            #expect(try await pool.query("SELECT count(*)::int8 AS n FROM items").single().decode("n", as: Int.self) == 0)
+            // The key was not spent: the same key with a clean body runs.
+            try await client.execute(
+                uri: "/items", method: .post, headers: headers, body: ByteBuffer(string: "{\"name\":\"teapot\",\"quantity\":1}")
+            ) { #expect($0.status == .created) }
+        }
+    }
+
+    @Test func refusedRequestsAreCountedWithTheStatusTheyGot() async throws {
+        try await withService { client, _, _ in
+            try await client.execute(uri: "/me", method: .get) { Self.expectProblem($0, .unauthorized, kind: "unauthenticated") }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let lines = String(buffer: response.body).split(separator: "\n")
+                    .filter { $0.hasPrefix("http_requests_total") && $0.contains("route=\"/me\"") }
+                #expect(lines.contains { $0.contains("status=\"401\"") }, "\(lines)")
+                #expect(!lines.contains { $0.contains("status=\"500\"") }, "\(lines)")
+            }
         }
     }
 

@@ -34,6 +34,9 @@ struct AssistsBench: AsyncParsableCommand {
     @Option(help: "Seconds of the half-saturation run.")
     var latencySeconds = 10
 
+    @Option(help: "Helps/s of the latency run (default: half the spread saturation rate).")
+    var latencyRate: Double?
+
     @Option(help: "JSON results file (merged with what is there).")
     var output = "bench/results.json"
 
@@ -126,18 +129,32 @@ struct AssistsBench: AsyncParsableCommand {
         // CPU per help, by process: what a help costs the service and the database, whatever
         // else the machine is doing.
         let (serviceBefore, databaseBefore) = (BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.clusterCPUSeconds(cluster))
+        let notifierBefore = BenchProcesses.cpuSeconds(pids[1])
         let spreadRun = try await Wrk.run(base: assists, lines: spreadLines, connections: connections, seconds: seconds)
         let helpsDone = Double(spreadRun.requests - spreadRun.failed)
         let serviceCPU = (BenchProcesses.cpuSeconds(pids[0]) - serviceBefore) / helpsDone * 1e6
         let databaseCPU = (BenchProcesses.clusterCPUSeconds(cluster) - databaseBefore) / helpsDone * 1e6
+        let notifierCPU = (BenchProcesses.cpuSeconds(pids[1]) - notifierBefore) / helpsDone * 1e6
         let hotRun = try await Wrk.run(base: assists, lines: try await helpLines(helpers) { _ in hot }, connections: connections, seconds: seconds)
         for run in [spreadRun, hotRun] where run.failed > 0 {
             throw ValidationError("\(run.failed) of \(run.requests) helps failed under wrk (see \(logs.path))")
         }
 
+        // The saturation runs leave notifications behind; the latency run starts once it has
+        // caught up (its inbox stopped growing), or it would measure that backlog.
+        let notificationsDB = PostgresPool(configuration: cluster.adminConfiguration.with(database: "notifications"), options: .init(maxConnections: 1))
+        var handled = -1
+        var steadySince = ContinuousClock.now
+        while ContinuousClock.now - steadySince < .seconds(3) {
+            let now = try await notificationsDB.query("SELECT count(*)::int8 AS n FROM inbox").single().decode("n", as: Int.self)
+            if now != handled { (handled, steadySince) = (now, .now) }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        await notificationsDB.close()
+
         // Half the saturation rate, open loop, spread over the same tasks; each initiator
         // follows their inbox stream.
-        let halfRate = spreadRun.rate / 2
+        let halfRate = latencyRate ?? spreadRun.rate / 2
         let count = Int(halfRate * Double(latencySeconds))
         let lines = try await helpLines(count) { spread[$0 % spread.count] }
         let half = try await OpenLoop.run(
@@ -157,13 +174,15 @@ struct AssistsBench: AsyncParsableCommand {
         row("saturation, one hot task", hotRun.rate, hotRun.p50, hotRun.p99, String(format: "≥ %.0f", spreadRun.rate * 0.5))
         row("half saturation, open loop", half.rate, half.latency.p50, half.latency.p99, "p99 ≤ 25")
         row("help response → initiator's stream", half.rate, half.endToEnd.p50, half.endToEnd.p99, "p99 ≤ 250")
-        print(String(format: "CPU per help (spread): assists %.0f µs, PostgreSQL %.0f µs", serviceCPU, databaseCPU))
+        print(String(format: "CPU per help (spread, whole pipeline): assists %.0f µs, notifications %.0f µs, PostgreSQL (both databases) %.0f µs",
+                     serviceCPU, notifierCPU, databaseCPU))
         print(String(format: "spread ÷ pgbench = %.2f (target ≥ 0.80); hot ÷ spread = %.2f (target ≥ 0.50); %d of %d notifications seen",
                      spreadRun.rate / reference, hotRun.rate / spreadRun.rate, half.notified, half.sent))
         try BenchResults.record([
             ("assists.helps_vs_pgbench", ["value": spreadRun.rate, "reference": reference, "ratio": spreadRun.rate / reference,
                                           "target_ratio": 0.8, "p50_ms": spreadRun.p50, "p99_ms": spreadRun.p99,
-                                          "service_cpu_us_per_help": serviceCPU, "database_cpu_us_per_help": databaseCPU]),
+                                          "service_cpu_us_per_help": serviceCPU, "notifications_cpu_us_per_help": notifierCPU,
+                                          "database_cpu_us_per_help": databaseCPU]),
             ("assists.hot_task_helps_per_s", ["value": hotRun.rate, "reference": spreadRun.rate, "ratio": hotRun.rate / spreadRun.rate,
                                               "target_ratio": 0.5, "p50_ms": hotRun.p50, "p99_ms": hotRun.p99]),
             ("assists.half_saturation_latency", ["rate": half.rate, "p50_ms": half.latency.p50, "p99_ms": half.latency.p99, "target_p99_ms": 25]),

@@ -84,11 +84,22 @@ final class LocalStack: @unchecked Sendable {
     private(set) var cluster: EphemeralPostgres?
     /// Each service's database (the demo's invariant checker reads them).
     private(set) var databases: [String: PostgresConfiguration] = [:]
-    private(set) var children: [(name: String, pid: pid_t)] = []
     private(set) var bootstrap = ""
     var ports: [String: Int] = [:]
+    /// The running processes; a chaos run kills and restarts them while others read the list.
+    private let processes = NSLock()
+    private var running: [(name: String, pid: pid_t)] = []
+    var children: [(name: String, pid: pid_t)] { processes.withLock { running } }
+    /// What each service was started with, to start it again the same way.
+    private var launches: [String: (executable: String, environment: [String: String])] = [:]
+    /// The local broker's standard input, for `down`/`up` (nil with an external Kafka).
+    private var brokerControl: Int32?
 
-    init(basePort: Int, logDirectory: String, serviceEnvironment: [String: String] = [:]) {
+    /// Where the service and broker executables are taken from; nil: next to `fission`.
+    let executables: URL?
+
+    init(basePort: Int, logDirectory: String, serviceEnvironment: [String: String] = [:], executables: URL? = nil) {
+        self.executables = executables
         self.basePort = basePort
         self.logDirectory = logDirectory
         self.serviceEnvironment = serviceEnvironment
@@ -98,7 +109,7 @@ final class LocalStack: @unchecked Sendable {
 
     func start() async throws {
         try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-        let binaries = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()
+        let binaries = try executables ?? Self.builtExecutables()
         for name in Self.services + ["fission-broker"] where !FileManager.default.isExecutableFile(atPath: binaries.appendingPathComponent(name).path) {
             throw HarnessError("\(name) is not built next to fission (run swift build first)")
         }
@@ -127,10 +138,11 @@ final class LocalStack: @unchecked Sendable {
         } else {
             let addressFile = "\(logDirectory)/broker.addr"
             try? FileManager.default.removeItem(atPath: addressFile)
-            let pid = try ChildProcess.start(
+            let (pid, control) = try ChildProcess.startWithControl(
                 binaries.appendingPathComponent("fission-broker").path, ["--address-file", addressFile], environment: [:],
                 logPath: "\(logDirectory)/broker.log")
-            children.append(("fission-broker", pid))
+            brokerControl = control
+            processes.withLock { running.append(("fission-broker", pid)) }
             for _ in 0..<200 where bootstrap.isEmpty {
                 bootstrap = (try? String(contentsOfFile: addressFile, encoding: .utf8)) ?? ""
                 if bootstrap.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
@@ -155,9 +167,8 @@ final class LocalStack: @unchecked Sendable {
                 // thousands of shoppers as one.
                 "FISSION_RATE_LIMIT_PER_ADDRESS": "off",
             ].merging(serviceEnvironment) { _, demo in demo }
-            let pid = try ChildProcess.start(
-                binaries.appendingPathComponent(service).path, [], environment: environment, logPath: "\(logDirectory)/\(service).log")
-            children.append((service, pid))
+            launches[service] = (binaries.appendingPathComponent(service).path, environment)
+            try launch(service)
         }
         for service in Self.services {
             try await waitUntilReady(service)
@@ -170,6 +181,48 @@ final class LocalStack: @unchecked Sendable {
             say("  \(roles[0].rawValue) token (\(user)): \(try await issuer.token(for: UserID(rawValue: user), roles: roles))")
         }
         say("")
+    }
+
+    /// The directory `fission` itself runs from, where SwiftPM puts every executable.
+    static func builtExecutables() throws -> URL {
+        URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()
+    }
+
+    /// Starts a service process as `start` first did: same port, same environment, its output
+    /// appended to the same log.
+    func launch(_ service: String) throws {
+        guard let launch = launches[service] else { throw HarnessError("\(service) is not a service of this stack") }
+        let pid = try ChildProcess.start(launch.executable, [], environment: launch.environment, logPath: "\(logDirectory)/\(service).log")
+        processes.withLock {
+            running.removeAll { $0.name == service }
+            running.append((service, pid))
+        }
+    }
+
+    /// SIGKILLs a service process, as a crash or the kernel's OOM killer would; `launch` brings
+    /// it back.
+    func kill(_ service: String) async {
+        guard let pid = children.first(where: { $0.name == service })?.pid else { return }
+        await ChildProcess.killAndReap(pid)
+        processes.withLock { running.removeAll { $0.pid == pid } }
+    }
+
+    /// Whether the service's process is alive (false once it exited or was killed).
+    func isRunning(_ service: String) -> Bool {
+        guard let pid = children.first(where: { $0.name == service })?.pid else { return false }
+        return ChildProcess.isRunning(pid)
+    }
+
+    /// Sends a control command (`down`, `up`, …) to the local broker process.
+    func controlBroker(_ command: String) throws {
+        guard let brokerControl else { throw HarnessError("the broker is not the local one; it cannot be controlled") }
+        guard ChildProcess.sendLine(command, to: brokerControl) else { throw HarnessError("the local broker is gone") }
+    }
+
+    /// Restarts the throwaway PostgreSQL cluster: every service loses its connections.
+    func restartDatabase() async throws {
+        guard let cluster else { throw HarnessError("PostgreSQL is not the throwaway cluster; it is not restarted") }
+        try await cluster.restart(timeLimit: .seconds(90))
     }
 
     func waitUntilReady(_ service: String) async throws {
@@ -206,7 +259,9 @@ final class LocalStack: @unchecked Sendable {
 
     func stop() {
         for child in children.reversed() { ChildProcess.stop(child.pid) }
-        children.removeAll()
+        processes.withLock { running.removeAll() }
+        if let brokerControl { close(brokerControl) }
+        brokerControl = nil
         if let cluster { try? cluster.stop() }
         cluster = nil
     }

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Fission builds and tests with, if any are missing.
 # Runs `apt-get update` at most once, and only when something must be installed.
+# `--fuzz` also installs schemathesis (PyPI) for `make fuzz` (infra/fuzz), once.
 set -euo pipefail
+
+fuzz=false
+[ "${1:-}" = "--fuzz" ] && fuzz=true
 
 packages=(
   pkg-config
@@ -28,6 +32,11 @@ done
 if ! python3 -c 'import jsonschema, yaml, openapi_spec_validator' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'jsonschema>=4.18' pyyaml openapi-spec-validator \
     || { echo "cannot install the Python validators (jsonschema, pyyaml, openapi-spec-validator)" >&2; exit 1; }
+fi
+# `make fuzz` drives schemathesis 4 (its JSON run report and hooks); only installed when asked for.
+if $fuzz && ! python3 -c 'import schemathesis, requests, sys; sys.exit(int(schemathesis.__version__.split(".")[0]) != 4)' >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'schemathesis>=4.32,<5' \
+    || { echo "cannot install schemathesis (PyPI)" >&2; exit 1; }
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

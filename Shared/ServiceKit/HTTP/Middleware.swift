@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Postgres
 
 /// Gives each request an id (the caller's `X-Request-ID` or a new one), echoes it, writes one
 /// access log line, and counts the request in the service's metrics.
@@ -27,16 +28,25 @@ struct RequestObservationMiddleware: RouterMiddleware {
                 "duration_ms": .stringConvertible(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000),
             ])
         }
-        var response = try await next(request, context)
-        status = response.status.code
-        response.headers[.requestID] = context.requestID
-        return response
+        do {
+            var response = try await next(request, context)
+            status = response.status.code
+            response.headers[.requestID] = context.requestID
+            return response
+        } catch let error as any HTTPResponseError {
+            // Problems are thrown and become responses further out: log and count their status,
+            // not a 500 that was never sent.
+            status = error.status.code
+            throw error
+        }
     }
 }
 
 /// Turns every error into `application/problem+json`: a `Problem` as it is, Hummingbird's own
-/// errors (413, 404, 400 from decoding) with their status, anything else as a 500 that says
-/// nothing internal.
+/// errors (413, 404, 400) with their status, anything else as a 500 that says nothing internal.
+/// Request bodies are decoded by `decodeBody`, which answers bad input with a 400/422 problem;
+/// a `DecodingError` that still gets here came from the service's own data (a stored row, a
+/// read model), so it is a 500 and logged, not the client's fault.
 struct ProblemMiddleware: RouterMiddleware {
     typealias Context = FissionRequestContext
 
@@ -50,13 +60,20 @@ struct ProblemMiddleware: RouterMiddleware {
         } catch let error as any HTTPResponseError {
             // NIO's body-size error and other library errors that know their status.
             throw Self.problem(status: error.status, detail: nil)
-        } catch is DecodingError {
-            throw Problem.badRequest("the body is not the JSON this endpoint expects")
+        } catch let error as PostgresError where error.summary == Self.nulRefusal {
+            // PostgreSQL text cannot hold U+0000, and only a client sends one (in a body, path or
+            // query): the statement was refused before it ran, and its transaction rolled back.
+            throw Problem(
+                .unprocessableContent, kind: "nul-character", title: "Text must not contain NUL characters",
+                detail: "a value in the request contains U+0000")
         } catch {
             context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
             throw Problem(.internalServerError, kind: "internal", title: "Something went wrong on our side")
         }
     }
+
+    /// `PostgresError.summary` when a bound string contains NUL (Shared/Postgres refuses it).
+    static let nulRefusal = "a bound string contains a NUL character"
 
     static func problem(status: HTTPResponse.Status, detail: String?) -> Problem {
         switch status {

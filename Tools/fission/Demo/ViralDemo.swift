@@ -23,7 +23,7 @@ struct ViralDemo {
         let started = Date()
         _ = try await simulation.spread(campaigns)
         stack.say("sharing stopped after \(Int(Date().timeIntervalSince(started))) s; waiting for deadlines to pass and the services to settle")
-        let settled = try await settle(progress: progress)
+        let settled = try await Self.settle(databases: stack.databases, progress: progress)
         let report = try await ViralReport.gather(
             store: store, campaigns: campaigns, graph: graph, databases: stack.databases, settledAfter: settled)
         for line in report.text() { stack.say(line) }
@@ -34,12 +34,11 @@ struct ViralDemo {
 
     /// Waits until no team or task is open, no order awaits payment, every outbox is drained
     /// and no consumer handled anything new for two seconds. Returns the seconds it took, or
-    /// nil when that did not happen within five minutes.
-    private func settle(progress: Progress) async throws -> TimeInterval? {
+    /// nil when that did not happen within `limit` seconds. `fission chaos` waits the same way.
+    static func settle(databases: [String: PostgresConfiguration], progress: Progress, limit: TimeInterval = 300) async throws -> TimeInterval? {
         let started = Date()
-        let limit: TimeInterval = 300
         var pools: [String: PostgresPool] = [:]
-        for (service, configuration) in stack.databases { pools[service] = PostgresPool(configuration: configuration, options: .init(maxConnections: 1)) }
+        for (service, configuration) in databases { pools[service] = PostgresPool(configuration: configuration, options: .init(maxConnections: 1)) }
         defer { progress.end() }
         var previous = -1
         var quietSince: Date?

@@ -60,8 +60,9 @@ struct ViralSimulation: Sendable {
         return CampaignSet(groupBuy: groupBuy, bargain: bargain, unlock: unlock)
     }
 
-    /// Plays the spread generation by generation until no new posts are made.
-    func spread(_ campaigns: CampaignSet) async throws -> SimulationTally {
+    /// Plays the spread generation by generation until no new posts are made, or, given a
+    /// deadline (a chaos run's load), until it passes: no new batch of posts is read after it.
+    func spread(_ campaigns: CampaignSet, until deadline: Date? = nil) async throws -> SimulationTally {
         let tally = SimulationTally(shoppers: graph.shoppers.count, progress: progress)
         var rng = SplitMix64(seed: seed)
         // Two seed shoppers per campaign start things and post into their first group.
@@ -70,7 +71,9 @@ struct ViralSimulation: Sendable {
             for _ in 0..<2 {
                 let shopper = Int.random(in: 0..<graph.shoppers.count, using: &rng)
                 guard await tally.claim(shopper, kind) else { continue }
-                if let post = try await startAndShare(shopper, kind, campaigns, tally: tally, rng: &rng) { posts.append(post) }
+                if let post = try await survivable({ try await startAndShare(shopper, kind, campaigns, tally: tally, rng: &rng) }) ?? nil {
+                    posts.append(post)
+                }
             }
         }
         var generation = 0
@@ -81,6 +84,7 @@ struct ViralSimulation: Sendable {
             // Posts of a generation are read in parallel, a few at a time (the machine has two cores
             // and five services to run).
             for batch in stride(from: 0, to: posts.count, by: 8).map({ Array(posts[$0..<min($0 + 8, posts.count)]) }) {
+                if let deadline, Date() >= deadline { break }
                 let seeds = batch.map { _ in rng.next() }
                 try await withThrowingTaskGroup(of: [Post].self) { group in
                     for (post, seed) in zip(batch, seeds) {
@@ -90,6 +94,7 @@ struct ViralSimulation: Sendable {
                 }
             }
             posts = next
+            if let deadline, Date() >= deadline { break }
         }
         await tally.finishSpreading()
         return tally
@@ -103,25 +108,33 @@ struct ViralSimulation: Sendable {
         let openRate = min(0.3, 6.0 / Double(members.count))
         var made: [Post] = []
         for member in members where member != post.sharer && rng.chance(openRate) {
-            let user = graph.shoppers[member]
-            _ = try await HTTP.call("GET", "\(store.campaigns)/s/\(post.code)", token: try await store.token(user))
-            await tally.clicked(member)
-            switch post.kind {
-            case .groupBuy:
-                // A team only completes if its members bring friends: most who join share it on.
-                guard rng.chance(0.6), await tally.claim(member, .groupBuy) else { continue }
-                let team: String? = try await joinOrOpen(member, team: post.target, code: post.code, campaigns, tally: tally, rng: &rng)
-                if let team, rng.chance(0.8) {
-                    made.append(try await share(member, .groupBuy, campaign: campaigns.groupBuy, targetKind: "team", target: team, rng: &rng))
+            // One shopper's journey; under chaos one that ran out of patience is given up, and
+            // the others go on.
+            let posted = try await survivable { () async throws -> [Post] in
+                let user = graph.shoppers[member]
+                let (opened, view) = try await store.call("GET", "\(store.campaigns)/s/\(post.code)", token: try await store.token(user))
+                try Storefront.refuseServerError(opened, view, "open a share link")
+                if opened == 200 { await store.resilience?.ledger.clicked(code: post.code, by: user) }
+                await tally.clicked(member)
+                switch post.kind {
+                case .groupBuy:
+                    // A team only completes if its members bring friends: most who join share it on.
+                    guard rng.chance(0.6), await tally.claim(member, .groupBuy) else { return [] }
+                    let team: String? = try await joinOrOpen(member, team: post.target, code: post.code, campaigns, tally: tally, rng: &rng)
+                    if let team, rng.chance(0.8) {
+                        return [try await share(member, .groupBuy, campaign: campaigns.groupBuy, targetKind: "team", target: team, rng: &rng)]
+                    }
+                case .bargain, .unlock:
+                    guard rng.chance(0.7) else { return [] }
+                    try await help(member, task: post.target, kind: post.kind, campaigns, tally: tally)
+                    if rng.chance(0.3), await tally.claim(member, post.kind),
+                       let own = try await startAndShare(member, post.kind, campaigns, tally: tally, rng: &rng) {
+                        return [own]
+                    }
                 }
-            case .bargain, .unlock:
-                guard rng.chance(0.7) else { continue }
-                try await help(member, task: post.target, kind: post.kind, campaigns, tally: tally)
-                if rng.chance(0.3), await tally.claim(member, post.kind),
-                   let own = try await startAndShare(member, post.kind, campaigns, tally: tally, rng: &rng) {
-                    made.append(own)
-                }
+                return []
             }
+            made += posted ?? []
         }
         return made
     }
@@ -131,7 +144,8 @@ struct ViralSimulation: Sendable {
     private func joinOrOpen(_ member: Int, team: String, code: String, _ campaigns: CampaignSet, tally: SimulationTally,
                             rng: inout SplitMix64) async throws -> String? {
         let user = graph.shoppers[member]
-        let (_, page) = try await HTTP.call("GET", "\(store.campaigns)/teams/\(team)")
+        let (pageStatus, page) = try await store.call("GET", "\(store.campaigns)/teams/\(team)")
+        try Storefront.refuseServerError(pageStatus, page, "read a team page")
         let seatsLeft = page["seatsLeft"] as? Int ?? 0
         let open = page["status"] as? String == "open" && seatsLeft > 0
         let abandons = rng.chance(0.12)
@@ -153,8 +167,10 @@ struct ViralSimulation: Sendable {
     /// The team an opening order created (campaigns opens it when the payment is reported).
     private func teamOf(_ order: String, leader user: String, _ campaigns: CampaignSet) async throws -> String? {
         let token = try await store.token(user)
-        for _ in 0..<100 {
-            let (_, body) = try await HTTP.call("GET", "\(store.orders)/orders/\(order)", token: token)
+        // Under chaos the payment may take a broker outage to reach campaigns.
+        let deadline = ContinuousClock.now.advanced(by: max(.seconds(10), store.resilience?.patience ?? .zero))
+        while ContinuousClock.now < deadline {
+            let (_, body) = try await store.call("GET", "\(store.orders)/orders/\(order)", token: token)
             if let team = body["teamId"] as? String { return team }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -163,7 +179,10 @@ struct ViralSimulation: Sendable {
 
     private func help(_ member: Int, task: String, kind: Kind, _ campaigns: CampaignSet, tally: SimulationTally) async throws {
         let user = graph.shoppers[member]
-        let (status, body) = try await HTTP.call("POST", "\(store.assists)/tasks/\(task)/helps", token: try await store.token(user))
+        let (status, body) = try await store.call("POST", "\(store.assists)/tasks/\(task)/helps", token: try await store.token(user))
+        try Storefront.refuseServerError(status, body, "help")
+        // 202: held for fraud review; accepted all the same.
+        if status == 200 || status == 202 { await store.resilience?.ledger.helped(task: task, helper: user) }
         guard status == 200 else { return }
         await tally.helped(kind)
         let state = body["task"] as? [String: Any]
@@ -196,9 +215,15 @@ struct ViralSimulation: Sendable {
             let campaign = kind == .bargain ? campaigns.bargain : campaigns.unlock
             let token = try await store.token(user)
             var started: [String: Any]?
-            // Assists learns a new campaign from its events; retry briefly until it has.
-            for _ in 0..<100 {
-                let (status, body) = try await HTTP.call("POST", "\(store.assists)/tasks", token: token, json: "{\"campaignId\":\"\(campaign)\"}")
+            // One key for every attempt: a retry after a lost answer gets the same task back.
+            let key = UUID().uuidString
+            // Assists learns a new campaign from its events; retry briefly until it has (under
+            // chaos, as long as the shopper's patience lasts: assists may be restarting).
+            let deadline = ContinuousClock.now.advanced(by: max(.seconds(20), store.resilience?.patience ?? .zero))
+            while ContinuousClock.now < deadline {
+                let (status, body) = try await store.call(
+                    "POST", "\(store.assists)/tasks", token: token, json: "{\"campaignId\":\"\(campaign)\"}", headers: ["Idempotency-Key": key])
+                try Storefront.refuseServerError(status, body, "start a task")
                 if status == 201 {
                     started = body
                     break
@@ -207,8 +232,23 @@ struct ViralSimulation: Sendable {
                 try await Task.sleep(for: .milliseconds(200))
             }
             guard let task = started?["taskId"] as? String else { return nil }
+            await store.resilience?.ledger.started(task: task, by: user)
             await tally.taskStarted(kind)
             return try await share(member, kind, campaign: campaign, targetKind: "task", target: task, rng: &rng)
+        }
+    }
+
+    /// Runs one shopper's journey. In the demo a failure ends the run (it means a bug); under
+    /// chaos a journey whose patience ran out is counted as given up and the spread goes on.
+    private func survivable<T>(_ journey: () async throws -> T) async throws -> T? {
+        guard let ledger = store.resilience?.ledger else { return try await journey() }
+        do {
+            return try await journey()
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            await ledger.gaveUp(error)
+            return nil
         }
     }
 
@@ -217,11 +257,12 @@ struct ViralSimulation: Sendable {
         let groups = graph.groupsOf[member]
         let group = groups[Int.random(in: 0..<groups.count, using: &rng)]
         let channel = graph.groups[group].count > 200 ? "qq" : "wechat"
-        let (status, body) = try await HTTP.call(
+        let (status, body) = try await store.call(
             "POST", "\(store.campaigns)/shares", token: try await store.token(graph.shoppers[member]),
             json: "{\"campaignId\":\"\(campaign)\",\"target\":{\"kind\":\"\(targetKind)\",\"id\":\"\(target)\"},\"channel\":\"\(channel)\"}",
             headers: ["Idempotency-Key": UUID().uuidString])
         guard status == 201, let code = body["code"] as? String else { throw Storefront.Failure(description: "could not share: \(status) \(body)") }
+        await store.resilience?.ledger.shared(code: code)
         return Post(sharer: member, kind: kind, target: target, code: code, group: group)
     }
 }

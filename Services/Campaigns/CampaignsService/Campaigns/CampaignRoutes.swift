@@ -176,7 +176,9 @@ struct CampaignRoutes {
     /// Published campaigns, newest first (`?mine=true` for a merchant's own, drafts included).
     @Sendable func list(_ request: Request, context: FissionRequestContext) async throws -> CampaignPage {
         let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 20, 1), 100)
-        let before = request.uri.queryParameters.get("cursor").flatMap { EventCoding.parseTimestamp(String($0)) } ?? .distantFuture
+        // A cursor before 1970 (nothing was created then) is the epoch: PostgreSQL refuses year 1 and earlier.
+        let before = request.uri.queryParameters.get("cursor").flatMap { EventCoding.parseTimestamp(String($0)) }
+            .map { max($0, Date(timeIntervalSince1970: 0)) } ?? .distantFuture
         let rows: PostgresRows
         if request.uri.queryParameters.get("mine") == "true" {
             let merchant = try context.require(.merchant)

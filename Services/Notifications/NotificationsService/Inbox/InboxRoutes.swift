@@ -147,6 +147,10 @@ struct InboxRoutes {
             throw Problem.invalidField("quietStart", "hours are 0...23")
         }
         guard (wanted.quietStart == nil) == (wanted.quietEnd == nil) else { throw Problem.invalidField("quietEnd", "give both ends of quiet hours") }
+        // UTC−12:00 to UTC+14:00 are the offsets in use (anything else overflowed the column: a 500).
+        if let offset = wanted.timeZoneOffsetMinutes, !(-720...840).contains(offset) {
+            throw Problem.invalidField("timeZoneOffsetMinutes", "must be between -720 and 840")
+        }
         try await runtime.pool.query(
             """
             INSERT INTO preferences (user_id, locale, muted, quiet_start, quiet_end, time_zone_offset_minutes)

@@ -119,19 +119,26 @@ enum OrderBook {
         }
         let id = OrderID()
         let total = unit.multiplied(by: Int64(quantity))
-        try await connection.query(
-            """
-            INSERT INTO orders (id, user_id, campaign_id, purpose, team_id, task_id, quantity, total, currency, state, share_id, referrer_id,
-                                share_code)
-            VALUES (\(id.rawValue), \(user.rawValue), \(placement.campaignId.rawValue), \(placement.purpose.rawValue),
-                    \(placement.purpose == .joinTeam ? placement.teamId?.rawValue : nil), \(placement.taskId?.rawValue), \(quantity),
-                    \(total.amount), \(total.currency.rawValue), 'placed', \(shareID?.rawValue), \(referrer?.rawValue), \(pendingCode))
-            """)
+        // Only a bargain or unlock order is the order of a task (a task id sent with another
+        // purpose would otherwise hold that task's one order against its initiator).
+        let taskID = placement.purpose == .bargain || placement.purpose == .unlock ? placement.taskId : nil
+        do {
+            try await connection.query(
+                """
+                INSERT INTO orders (id, user_id, campaign_id, purpose, team_id, task_id, quantity, total, currency, state, share_id, referrer_id,
+                                    share_code)
+                VALUES (\(id.rawValue), \(user.rawValue), \(placement.campaignId.rawValue), \(placement.purpose.rawValue),
+                        \(placement.purpose == .joinTeam ? placement.teamId?.rawValue : nil), \(taskID?.rawValue), \(quantity),
+                        \(total.amount), \(total.currency.rawValue), 'placed', \(shareID?.rawValue), \(referrer?.rawValue), \(pendingCode))
+                """)
+        } catch let error as PostgresError where error.sqlState == .uniqueViolation && error.constraint == "orders_one_per_task" {
+            throw Problem.conflict(kind: "task-already-ordered", "this task already has an order (cancel it to order again)")
+        }
         try await connection.query("INSERT INTO order_history (order_id, state) VALUES (\(id.rawValue), 'placed')")
         try await Outbox.append(
             OrderPlaced(
                 orderId: id, userId: user, campaignId: placement.campaignId, purpose: placement.purpose,
-                teamId: placement.purpose == .joinTeam ? placement.teamId : nil, taskId: placement.taskId, quantity: quantity, total: total,
+                teamId: placement.purpose == .joinTeam ? placement.teamId : nil, taskId: taskID, quantity: quantity, total: total,
                 shareId: shareID, referrerId: referrer, placedAt: Date()),
             correlationID: correlation, on: connection)
         return try await find(id, on: connection)!
