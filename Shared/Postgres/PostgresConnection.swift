@@ -14,6 +14,11 @@ public final class PostgresConnection: @unchecked Sendable {
     private var handle: OpaquePointer?
     private let queue: DispatchQueue
     private let broken = Atomic<Bool>(false)
+    /// SQL text → name of its prepared statement on this connection; guarded by `queue`.
+    private var preparedStatements: [String: String] = [:]
+    private var preparedStatementCount = 0
+    /// A `BEGIN` not yet sent: it goes out with the transaction's first statement.
+    private let pendingBegin = Mutex<String?>(nil)
     public let configuration: PostgresConfiguration
     /// The server process serving this connection.
     public let backendPID: Int32
@@ -95,6 +100,10 @@ public final class PostgresConnection: @unchecked Sendable {
     // MARK: Statements
 
     /// Runs one statement with its interpolated values bound as parameters.
+    ///
+    /// A statement's text is parsed and planned by the server once per connection (a named
+    /// prepared statement), not on every call; a transaction's `BEGIN` travels in the same round
+    /// trip as its first statement (libpq pipeline mode).
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
         logger.trace("query", metadata: ["sql": "\(query.sql)"])
@@ -115,8 +124,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             let types = query.binds.map { Oid($0.type.rawValue) }
             let values = texts.map { $0.map { UnsafePointer($0) } }
-            let result = PQexecParams(handle, query.sql, Int32(query.binds.count), types, values, nil, nil, 0)
-            return try self.rows(from: result, handle: handle, sql: query.sql)
+            return try self.execute(query.sql, types: types, values: values, handle: handle)
         }
     }
 
@@ -126,30 +134,164 @@ public final class PostgresConnection: @unchecked Sendable {
     func runScript(_ sql: String) async throws -> PostgresRows {
         logger.trace("script", metadata: ["sql": "\(sql.prefix(200))"])
         return try await withHandle { handle in
-            try self.rows(from: PQexec(handle, sql), handle: handle, sql: sql)
+            if let begin = self.takePendingBegin() {
+                _ = try self.rows(from: PQexec(handle, begin), handle: handle, sql: begin)
+            }
+            return try self.rows(from: PQexec(handle, sql), handle: handle, sql: sql)
         }
     }
+
+    // MARK: Transactions
+
+    /// Opens a transaction with `sql` (`BEGIN ...`) sent together with the next statement, so a
+    /// transaction costs no round trip of its own for starting.
+    func beginLazily(_ sql: String) {
+        pendingBegin.withLock { $0 = sql }
+    }
+
+    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`); `nil` when it never reached the
+    /// server (no statement ran in it), so there is nothing to end.
+    func endTransaction(_ sql: String) async throws -> PostgresRows? {
+        if takePendingBegin() != nil { return nil }
+        return try await runScript(sql)
+    }
+
+    private func takePendingBegin() -> String? {
+        pendingBegin.withLock { pending in
+            defer { pending = nil }
+            return pending
+        }
+    }
+
+    /// On the connection's queue: the statement as a prepared statement where it may be one, in
+    /// one round trip with a pending `BEGIN` and its own preparation.
+    private func execute(
+        _ sql: String, types: [Oid], values: [UnsafePointer<CChar>?], handle: OpaquePointer
+    ) throws -> PostgresRows {
+        let count = Int32(values.count)
+        var prepared = preparedStatements[sql]
+        var preparing: String?
+        if prepared == nil, preparedStatements.count < Self.maxPreparedStatements, Self.isPreparable(sql) {
+            preparedStatementCount += 1
+            preparing = "fission_\(preparedStatementCount)"
+        }
+        let begin = takePendingBegin()
+        if begin == nil, preparing == nil {
+            let result = prepared.map { PQexecPrepared(handle, $0, count, values, nil, nil, 0) }
+                ?? PQexecParams(handle, sql, count, types, values, nil, nil, 0)
+            return try rowsEvictingStale(result, sql: sql, handle: handle)
+        }
+
+        // One round trip: [BEGIN] [Parse] Bind/Execute Sync.
+        guard PQenterPipelineMode(handle) == 1 else { throw connectionFailure(handle, sql: sql) }
+        var sent = true
+        if let begin { sent = sent && PQsendQueryParams(handle, begin, 0, nil, nil, nil, nil, 0) == 1 }
+        if let preparing { sent = sent && PQsendPrepare(handle, preparing, sql, count, types) == 1 }
+        let name = preparing ?? prepared
+        if let name {
+            sent = sent && PQsendQueryPrepared(handle, name, count, values, nil, nil, 0) == 1
+        } else {
+            sent = sent && PQsendQueryParams(handle, sql, count, types, values, nil, nil, 0) == 1
+        }
+        sent = sent && PQpipelineSync(handle) == 1
+        guard sent else { throw connectionFailure(handle, sql: sql) }
+
+        // Each command's results end with NULL; after the last comes the sync. A command after a
+        // failed one comes back aborted; the first failure is the one reported.
+        func commandResult() throws -> OpaquePointer {
+            guard let result = PQgetResult(handle) else { throw connectionFailure(handle, sql: sql) }
+            while let extra = PQgetResult(handle) { PQclear(extra) }
+            return result
+        }
+        var failure: (any Error)?
+        var statementRows: PostgresRows?
+        do {
+            if let begin {
+                let result = try commandResult()
+                if PQresultStatus(result) == PGRES_COMMAND_OK { PQclear(result) } else {
+                    do { _ = try rows(from: result, handle: handle, sql: begin) } catch { failure = failure ?? error }
+                }
+            }
+            if preparing != nil {
+                let result = try commandResult()
+                if PQresultStatus(result) == PGRES_COMMAND_OK {
+                    PQclear(result)
+                    preparedStatements[sql] = preparing
+                    prepared = preparing
+                } else if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                    PQclear(result)
+                } else {
+                    do { _ = try rows(from: result, handle: handle, sql: sql) } catch { failure = failure ?? error }
+                }
+            }
+            let result = try commandResult()
+            if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                PQclear(result)
+            } else {
+                do { statementRows = try rowsEvictingStale(result, sql: sql, handle: handle) } catch { failure = failure ?? error }
+            }
+            guard let sync = PQgetResult(handle), PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
+                throw connectionFailure(handle, sql: sql)
+            }
+            PQclear(sync)
+            guard PQexitPipelineMode(handle) == 1 else { throw connectionFailure(handle, sql: sql) }
+        } catch {
+            // The conversation with the server is out of step: never use this connection again.
+            broken.store(true, ordering: .releasing)
+            throw error
+        }
+        if let failure { throw failure }
+        guard let statementRows else {
+            throw PostgresError(.server, "statement was not run: the transaction could not begin", query: sql)
+        }
+        return statementRows
+    }
+
+    /// Rows of a result; a prepared statement the server no longer has, or whose result shape a
+    /// schema change altered, is forgotten so the next call prepares it afresh.
+    private func rowsEvictingStale(_ result: OpaquePointer?, sql: String, handle: OpaquePointer) throws -> PostgresRows {
+        do {
+            return try rows(from: result, handle: handle, sql: sql)
+        } catch let error as PostgresError where error.sqlState == .invalidStatementName || error.sqlState == .featureNotSupported {
+            preparedStatements[sql] = nil
+            throw error
+        }
+    }
+
+    /// Statements worth a server-side plan: data queries. Utility commands (DDL, `LISTEN`,
+    /// `SET`) run unnamed, as before.
+    private static func isPreparable(_ sql: String) -> Bool {
+        let head = sql.utf8.drop { $0 == 32 || $0 == 10 || $0 == 9 || $0 == 13 }.prefix(6)
+        let word = String(decoding: head, as: UTF8.self).uppercased()
+        return ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains { word.hasPrefix($0) }
+    }
+
+    /// Beyond this many distinct texts a connection stops preparing (text built at run time
+    /// would otherwise grow the server's plan cache without bound).
+    static let maxPreparedStatements = 256
 
     /// Reads what the server sent without blocking (libpq's socket is non-blocking) and reports
     /// whether the connection is still usable. A backend killed while the connection sat idle
     /// has sent its goodbye and closed the socket, which this notices.
-    func checkAlive() async -> Bool {
-        guard !isBroken else { return false }
-        let alive = (try? await withHandle { handle in
-            // The first read takes what is buffered (a dying backend's FATAL message); only the
-            // next one sees the end of the stream and marks the connection bad.
-            PQconsumeInput(handle) == 1 && PQconsumeInput(handle) == 1 && PQstatus(handle) == CONNECTION_OK
-        }) ?? false
+    ///
+    /// Runs on the caller's thread, not the connection's queue: the pool calls it only on a
+    /// connection no one holds (nothing is queued for it), and it never blocks.
+    func checkAlive() -> Bool {
+        guard !isBroken, let handle else { return false }
+        // The first read takes what is buffered (a dying backend's FATAL message); only the
+        // next one sees the end of the stream and marks the connection bad.
+        let alive = PQconsumeInput(handle) == 1 && PQconsumeInput(handle) == 1 && PQstatus(handle) == CONNECTION_OK
         if !alive { broken.store(true, ordering: .releasing) }
         return alive
     }
 
     /// Usable for the next lease: connected and not inside a transaction someone left open.
-    func isReusable() async -> Bool {
-        guard !isBroken else { return false }
-        return (try? await withHandle { handle in
-            PQstatus(handle) == CONNECTION_OK && PQtransactionStatus(handle) == PQTRANS_IDLE
-        }) ?? false
+    /// Like `checkAlive`, only for a connection its holder has finished with.
+    func isReusable() -> Bool {
+        // A BEGIN that never went out left nothing open on the server.
+        _ = takePendingBegin()
+        guard !isBroken, let handle else { return false }
+        return PQstatus(handle) == CONNECTION_OK && PQtransactionStatus(handle) == PQTRANS_IDLE
     }
 
     /// Closes the connection; later calls fail with `connectionClosed`.

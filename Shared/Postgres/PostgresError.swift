@@ -94,6 +94,10 @@ public struct SQLState: RawRepresentable, Hashable, Sendable, CustomStringConver
     public static let exclusionViolation = SQLState(rawValue: "23P01")
     public static let serializationFailure = SQLState(rawValue: "40001")
     public static let deadlockDetected = SQLState(rawValue: "40P01")
+    /// A prepared statement the session does not have.
+    public static let invalidStatementName = SQLState(rawValue: "26000")
+    /// Among others: a prepared statement whose result shape a schema change altered.
+    public static let featureNotSupported = SQLState(rawValue: "0A000")
     public static let undefinedTable = SQLState(rawValue: "42P01")
     public static let syntaxError = SQLState(rawValue: "42601")
     public static let invalidTextRepresentation = SQLState(rawValue: "22P02")

@@ -90,7 +90,7 @@ public final class PostgresPool: Service, Sendable {
         while true {
             switch try await nextHandoff() {
             case .connection(let connection):
-                if await connection.checkAlive() { return connection }
+                if connection.checkAlive() { return connection }
                 logger.info("discarding a broken pooled connection", metadata: ["pid": "\(connection.backendPID)"])
                 await discard(connection)
             case .slot:
@@ -150,7 +150,7 @@ public final class PostgresPool: Service, Sendable {
     }
 
     func release(_ connection: PostgresConnection) async {
-        guard await connection.isReusable() else {
+        guard connection.isReusable() else {
             await discard(connection)
             return
         }

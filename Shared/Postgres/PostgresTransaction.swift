@@ -14,16 +14,16 @@ extension PostgresConnection {
         level: PostgresIsolationLevel = .readCommitted,
         _ body: () async throws -> T
     ) async throws -> T {
-        try await runScript("BEGIN ISOLATION LEVEL \(level.rawValue)")
+        beginLazily("BEGIN ISOLATION LEVEL \(level.rawValue)")
         let value: T
         do {
             value = try await body()
         } catch {
-            if !isBroken { _ = try? await runScript("ROLLBACK") }
+            if !isBroken { _ = try? await endTransaction("ROLLBACK") }
             throw error
         }
-        let commit = try await runScript("COMMIT")
-        if commit.commandTag == "ROLLBACK" {
+        let commit = try await endTransaction("COMMIT")
+        if commit?.commandTag == "ROLLBACK" {
             throw PostgresError(
                 .server, "transaction was rolled back at commit: an earlier statement in it failed")
         }

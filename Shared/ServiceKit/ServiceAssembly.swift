@@ -18,9 +18,13 @@ public struct ServiceDefinition: Sendable {
     public var scheduledJobs: [String: Scheduler.Handler]
     /// The service's own long-running work, run and shut down with the process.
     public var services: [any Service]
+    /// How the service consumes (partitions handled at once: see `InboxConsumer.Options`).
+    public var consumerOptions: InboxConsumer.Options
 
     public init(name: String, migrations: [Migration], consumedTopics: [String], eventHandlers: [EventHandler],
-                scheduledJobs: [String: Scheduler.Handler] = [:], services: [any Service] = []) {
+                scheduledJobs: [String: Scheduler.Handler] = [:], services: [any Service] = [],
+                consumerOptions: InboxConsumer.Options = InboxConsumer.Options()) {
+        self.consumerOptions = consumerOptions
         self.name = name
         self.migrations = migrations
         self.consumedTopics = consumedTopics
@@ -57,7 +61,8 @@ extension ServiceApplication {
                 : KafkaConsumerConfiguration(bootstrapServers: settings.kafkaBrokers, groupID: definition.name, topics: definition.consumedTopics)
             consumer.clientID = definition.name
             services.append(try InboxConsumer(
-                consumer: consumer, pool: pool, deadLetterProducer: producer, handlers: definition.eventHandlers, metrics: metrics, logger: logger))
+                consumer: consumer, pool: pool, deadLetterProducer: producer, handlers: definition.eventHandlers, metrics: metrics,
+                options: definition.consumerOptions, logger: logger))
         }
         if !definition.scheduledJobs.isEmpty {
             services.append(Scheduler(pool: pool, handlers: definition.scheduledJobs, logger: logger))

@@ -124,7 +124,7 @@ struct AssistsBench: AsyncParsableCommand {
 
         // The reference: what the same server does with pgbench's simple-update transaction
         // (`-N`, 32 clients), measured in this run before the helps.
-        let reference = try await pgbenchTPS(cluster)
+        let reference = try await PgBench.tps(cluster, seconds: pgbenchSeconds)
         let spreadLines = try await helpLines(helpers) { spread[$0 % spread.count] }
         // CPU per help, by process: what a help costs the service and the database, whatever
         // else the machine is doing.
@@ -192,26 +192,6 @@ struct AssistsBench: AsyncParsableCommand {
         try? FileManager.default.removeItem(at: logs)
     }
 
-    /// pgbench -N (simple update) tps against the cluster, scale 10, 32 clients on 2 threads.
-    func pgbenchTPS(_ cluster: EphemeralPostgres) async throws -> Double {
-        let admin = PostgresPool(configuration: cluster.adminConfiguration, options: .init(maxConnections: 1))
-        try await admin.query("CREATE DATABASE pgbench")
-        await admin.close()
-        let pgbench = cluster.binDirectory.appendingPathComponent("pgbench").path
-        let connection = ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", EphemeralPostgres.superuser]
-        let environment = ["PGPASSWORD": EphemeralPostgres.superuserPassword, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
-        try await ChildProcess.run(pgbench, connection + ["-i", "-q", "-s", "10", "pgbench"], environment: environment, timeLimit: .seconds(300))
-        let output = try await ChildProcess.run(
-            pgbench, connection + ["-N", "-c", "32", "-j", "2", "-T", String(pgbenchSeconds), "pgbench"],
-            environment: environment, timeLimit: .seconds(Double(pgbenchSeconds) + 120))
-        // "tps = 1234.5 (without initial connection time)"
-        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
-              let tps = Double(line.dropFirst("tps = ".count).prefix { $0 != " " }) else {
-            throw ValidationError("pgbench printed no tps: \(output.suffix(400))")
-        }
-        return tps
-    }
-
     static func post(_ url: String, token: String, body: String?) async throws -> (Int, [String: Any]) {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = "POST"
@@ -234,5 +214,28 @@ enum BenchResults {
         for (name, figure) in figures { results[name] = figure }
         results["recorded_at"] = ISO8601DateFormatter().string(from: Date())
         try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]).write(to: url)
+    }
+}
+
+/// The reference the database-bound figures are measured against.
+enum PgBench {
+    /// pgbench -N (simple update) tps against the cluster, scale 10, 32 clients on 2 threads.
+    static func tps(_ cluster: EphemeralPostgres, seconds: Int) async throws -> Double {
+        let admin = PostgresPool(configuration: cluster.adminConfiguration, options: .init(maxConnections: 1))
+        try await admin.query("CREATE DATABASE pgbench")
+        await admin.close()
+        let pgbench = cluster.binDirectory.appendingPathComponent("pgbench").path
+        let connection = ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", EphemeralPostgres.superuser]
+        let environment = ["PGPASSWORD": EphemeralPostgres.superuserPassword, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        try await ChildProcess.run(pgbench, connection + ["-i", "-q", "-s", "10", "pgbench"], environment: environment, timeLimit: .seconds(300))
+        let output = try await ChildProcess.run(
+            pgbench, connection + ["-N", "-c", "32", "-j", "2", "-T", String(seconds), "pgbench"],
+            environment: environment, timeLimit: .seconds(Double(seconds) + 120))
+        // "tps = 1234.5 (without initial connection time)"
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
+              let tps = Double(line.dropFirst("tps = ".count).prefix { $0 != " " }) else {
+            throw ValidationError("pgbench printed no tps: \(output.suffix(400))")
+        }
+        return tps
     }
 }

@@ -38,6 +38,15 @@ public enum NotificationsService {
         ]
     }
 
+    /// Partitions are handled concurrently: each notification is keyed by the event that caused
+    /// it and one user's messages take turns (see `Notifier`); what a handler reads from another
+    /// stream (a campaign's merchant, a team's leader) was written long before in any real flow.
+    static var consumerOptions: InboxConsumer.Options {
+        var options = InboxConsumer.Options()
+        options.concurrentPartitions = 8
+        return options
+    }
+
     static let consumedTopics = [Topics.campaign.name, Topics.team.name, Topics.task.name, Topics.order.name, Topics.member.name]
 
     static var scheduledJobs: [String: Scheduler.Handler] {
@@ -48,7 +57,7 @@ public enum NotificationsService {
         let wakeups = InboxWakeups(configuration: settings.database, logger: logger)
         let definition = ServiceDefinition(
             name: name, migrations: try migrations(), consumedTopics: consumedTopics, eventHandlers: eventHandlers,
-            scheduledJobs: scheduledJobs, services: [wakeups])
+            scheduledJobs: scheduledJobs, services: [wakeups], consumerOptions: Self.consumerOptions)
         return try await ServiceApplication.assemble(definition, settings: settings, logger: logger) { api, runtime in
             InboxRoutes(runtime: runtime, wakeups: wakeups).register(on: api)
             WebhookRoutes(runtime: runtime).register(on: api)

@@ -4,6 +4,7 @@ import Kafka
 import Logging
 import Postgres
 import ServiceLifecycle
+import Synchronization
 
 /// What a service does with one event type, inside the transaction that also records the event
 /// as handled.
@@ -54,6 +55,13 @@ public final class InboxConsumer: Service, Sendable {
         public var maxAttempts = 5
         public var firstBackoff: Duration = .milliseconds(50)
         public var maxBackoff: Duration = .seconds(5)
+        /// Partitions handled at once, each still one message at a time in offset order (so an
+        /// aggregate's events, which share a partition, stay in order). Above 1 only for a group
+        /// whose handlers never rely on another aggregate's events having been handled first:
+        /// Kafka orders nothing across partitions, one sequential consumer only happens to.
+        public var concurrentPartitions = 1
+        /// Messages read ahead of their handling across all partitions, when concurrent.
+        public var maxInFlight = 256
         public init() {}
     }
 
@@ -85,25 +93,63 @@ public final class InboxConsumer: Service, Sendable {
 
     public func run() async throws {
         try await cancelWhenGracefulShutdown {
-            for try await message in self.consumer.messages {
+            if self.options.concurrentPartitions > 1 {
+                try await self.consumeConcurrently()
+            } else {
                 // Partitions are handled one message at a time, in order; a shutdown waits for
                 // the message in hand.
-                // Only a message that was handled (or dead-lettered) is marked done; one interrupted
-                // by shutdown is read again by whoever owns the partition next.
-                guard await self.process(message) else { break }
-                if let lag = self.consumer.lag(after: message) {
-                    self.metrics?.setConsumerLag(group: self.group, topic: message.topic, partition: message.partition, lag: lag)
-                }
-                do {
-                    try self.consumer.markDone(message)
-                } catch {
-                    // The partition moved to another member during the handling; it will see the
-                    // event, and the inbox row makes that harmless.
-                    self.logger.info("could not store offset", metadata: ["error": "\(error)"])
+                for try await message in self.consumer.messages {
+                    guard await self.finish(message) else { break }
                 }
             }
         }
         await consumer.close()
+    }
+
+    /// Handles the message and, once it is finished with, marks it done. Only a message that was
+    /// handled (or dead-lettered) is marked done; one interrupted by shutdown is read again by
+    /// whoever owns the partition next.
+    private func finish(_ message: KafkaMessage) async -> Bool {
+        guard await process(message) else { return false }
+        if let lag = consumer.lag(after: message) {
+            metrics?.setConsumerLag(group: group, topic: message.topic, partition: message.partition, lag: lag)
+        }
+        do {
+            try consumer.markDone(message)
+        } catch {
+            // The partition moved to another member during the handling; it will see the
+            // event, and the inbox row makes that harmless.
+            logger.info("could not store offset", metadata: ["error": "\(error)"])
+        }
+        return true
+    }
+
+    /// Lanes, each owning the partitions that hash to it and handling their messages in offset
+    /// order: a partition's offsets are marked done in order, so a crash never skips one. The
+    /// reader stops reading ahead once `maxInFlight` messages wait.
+    private func consumeConcurrently() async throws {
+        let lanes = options.concurrentPartitions
+        let streams = (0..<lanes).map { _ in AsyncStream<KafkaMessage>.makeStream() }
+        let slots = InFlightSlots(options.maxInFlight)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in streams {
+                group.addTask {
+                    for await message in lane.stream {
+                        let finished = await self.finish(message)
+                        slots.release()
+                        guard finished else { return }
+                    }
+                }
+            }
+            defer { streams.forEach { $0.continuation.finish() } }
+            for try await message in consumer.messages {
+                try await slots.acquire()
+                var hasher = Hasher()
+                hasher.combine(message.topic)
+                hasher.combine(message.partition)
+                streams[Int(UInt(bitPattern: hasher.finalize()) % UInt(lanes))].continuation.yield(message)
+            }
+        }
     }
 
     /// True when the message is finished with: handled, skipped, or dead-lettered.
@@ -192,5 +238,51 @@ public final class InboxConsumer: Service, Sendable {
             }
         }
         return false
+    }
+}
+
+/// A counting semaphore for read-ahead: `acquire` waits while every slot is taken.
+private final class InFlightSlots: Sendable {
+    private struct State {
+        var free: Int
+        var waiters: [CheckedContinuation<Void, any Error>] = []
+    }
+    private let state: Mutex<State>
+
+    init(_ count: Int) { state = Mutex(State(free: max(1, count))) }
+
+    /// Waits for a slot; cancellation (shutdown) ends the wait with `CancellationError`.
+    func acquire() async throws {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome = state.withLock { state -> Result<Void, any Error>? in
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if state.free > 0 {
+                        state.free -= 1
+                        return .success(())
+                    }
+                    state.waiters.append(continuation)
+                    return nil
+                }
+                if let outcome { continuation.resume(with: outcome) }
+            }
+        } onCancel: {
+            let waiters = state.withLock { state in
+                defer { state.waiters.removeAll() }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume(throwing: CancellationError()) }
+        }
+    }
+
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            if state.waiters.isEmpty {
+                state.free += 1
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        waiter?.resume()
     }
 }

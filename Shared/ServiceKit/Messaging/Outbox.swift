@@ -8,19 +8,39 @@ public enum Outbox {
     /// The LISTEN/NOTIFY channel that wakes the relay when rows commit.
     public static let channel = "fission_outbox"
 
+    /// An event as its outbox row: for a statement that writes it together with the state change
+    /// it records (see `TaskBook` in assists), where a separate `append` would cost a round trip.
+    public struct Record: Sendable {
+        public let eventID: UUID
+        public let topic: String
+        public let key: String
+        public let type: String
+        public let payload: String
+        public let headers: PostgresJSON<[String: String]>
+
+        public init<Payload: DomainEvent>(_ event: CloudEvent<Payload>) throws {
+            var headers: [String: String] = ["ce_type": event.type, "ce_id": event.id.description]
+            if let correlation = event.correlationid { headers["ce_correlationid"] = correlation }
+            if let traceparent = event.traceparent { headers["traceparent"] = traceparent }
+            self.eventID = event.id.rawValue
+            self.topic = Payload.topic.name
+            self.key = event.subject
+            self.type = event.type
+            self.payload = String(decoding: try EventCoding.encode(event), as: UTF8.self)
+            self.headers = PostgresJSON(headers)
+        }
+    }
+
     /// Appends an event on `connection` (which must be inside the caller's transaction).
     public static func append<Payload: DomainEvent>(_ event: CloudEvent<Payload>, on connection: PostgresConnection) async throws {
-        let payload = String(decoding: try EventCoding.encode(event), as: UTF8.self)
-        var headers: [String: String] = ["ce_type": event.type, "ce_id": event.id.description]
-        if let correlation = event.correlationid { headers["ce_correlationid"] = correlation }
-        if let traceparent = event.traceparent { headers["traceparent"] = traceparent }
+        let record = try Record(event)
         // The row and the relay's wake-up in one round trip; the notification is delivered at
         // commit, and only if the transaction commits.
         try await connection.query(
             """
             WITH appended AS (
                 INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
-                VALUES (\(event.id.rawValue), \(Payload.topic.name), \(event.subject), \(event.type), \(payload), \(PostgresJSON(headers)))
+                VALUES (\(record.eventID), \(record.topic), \(record.key), \(record.type), \(record.payload), \(record.headers))
                 RETURNING 1)
             SELECT pg_notify(\(channel), '') FROM appended
             """)

@@ -62,11 +62,11 @@ struct ReviewRoutes {
                 """)
             let open = task.status == "open" && Date() < task.deadline
             if decision.decision == "approved", open, let (_, terms) = try await ReadModels.rules(task.campaign, on: connection) {
-                try await TaskBook.count(
-                    helpID, helper: UserID(rawValue: try help.decode("helper_id")), newUser: try help.decode("new_user"),
+                let helper = TaskBook.Helper(
+                    id: UserID(rawValue: try help.decode("helper_id")), newUser: try help.decode("new_user"),
                     shareID: try help.decode("share_id", as: UUID?.self).map(ShareID.init(rawValue:)),
-                    referrer: try help.decode("referrer_id", as: String?.self).map(UserID.init(rawValue:)),
-                    task: &task, terms: terms, correlation: context.requestID, on: connection)
+                    referrer: try help.decode("referrer_id", as: String?.self).map(UserID.init(rawValue:)))
+                try await TaskBook.count(helpID, helper: helper, task: &task, terms: terms, correlation: context.requestID, on: connection)
             } else {
                 try await connection.query("UPDATE helps SET state = 'rejected' WHERE id = \(helpID.rawValue)")
             }

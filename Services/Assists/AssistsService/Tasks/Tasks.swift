@@ -84,6 +84,8 @@ enum TaskBook {
         var schedule: CutSchedule?
         var deadline: Date
         var payBy: Date?
+        /// The cut of the help that last moved this value (not stored: the response reports it).
+        var lastCut: Int64 = 0
 
         init(_ row: PostgresRow) throws {
             id = TaskID(rawValue: try row.decode("id"))
@@ -119,7 +121,8 @@ enum TaskBook {
 
     static func find(_ id: TaskID, on connection: PostgresConnection, lock: Bool = false) async throws -> Row? {
         let rows = lock
-            ? try await connection.query("SELECT \(columns) FROM tasks WHERE id = \(id.rawValue) FOR UPDATE")
+            // NO KEY UPDATE: a help's foreign-key check (KEY SHARE) on the same row does not wait on it.
+            ? try await connection.query("SELECT \(columns) FROM tasks WHERE id = \(id.rawValue) FOR NO KEY UPDATE")
             : try await connection.query("SELECT \(columns) FROM tasks WHERE id = \(id.rawValue)")
         return try rows.first.map(Row.init)
     }
@@ -184,37 +187,37 @@ enum TaskBook {
         return try await find(id, on: connection)!.state
     }
 
-    /// One help, in one transaction. Everything that needs no lock is read first (the task and
-    /// its campaign's rules in one query, the helper's standing and referral in another, the
-    /// limits and velocity rules), so the task row is held only for the writes: helps on a hot
-    /// task queue on that lock. Then the row is locked and re-checked, and the help is inserted
-    /// in its final state; its unique (task, helper) key refuses a second help even from
-    /// concurrent requests.
+    /// One help, in one transaction, in as few round trips as it can: the task, its campaign's
+    /// rules and the helper's standing and referral in one read (sent with the `BEGIN`); the
+    /// limits and velocity rules where the campaign sets them; then one statement that moves the
+    /// task on only if no other help moved it since that read (compare-and-set on the helper
+    /// count), inserts the help in its final state and appends the event; then `COMMIT`. The task
+    /// row is locked only from that statement to the commit. A help that lost the race to another
+    /// help on the same task locks the row and is applied to what it finds. The unique (task,
+    /// helper) key refuses a second help even from concurrent requests.
     static func help(_ request: HelpRequest, fraud: FraudRules, correlation: String?, on connection: PostgresConnection) async throws -> HelpOutcome {
         guard let row = try await connection.query(
             """
-            SELECT task.*, (SELECT terms FROM campaign_rules WHERE campaign_id = task.campaign_id) AS terms
+            SELECT task.*, (SELECT terms FROM campaign_rules WHERE campaign_id = task.campaign_id) AS terms,
+                NOT EXISTS (SELECT 1 FROM paid_users WHERE user_id = \(request.helper.rawValue)) AS new_user,
+                click.share_id AS click_share_id, click.sharer_id AS click_sharer_id
             FROM (SELECT \(columns) FROM tasks WHERE id = \(request.task.rawValue)) AS task
+            LEFT JOIN LATERAL (
+                SELECT share_id, sharer_id FROM share_clicks
+                WHERE campaign_id = task.campaign_id AND clicker_id = \(request.helper.rawValue)
+                  AND sharer_id <> \(request.helper.rawValue) AND clicked_at > \(Date().addingTimeInterval(-7 * 86_400))
+                ORDER BY clicked_at DESC LIMIT 1) AS click ON true
             """).first else { throw Problem.notFound("no task \(request.task)") }
         let seen = try Row(row)
         guard request.helper != seen.initiator else { throw HelpRefusal.ownTask }
         guard seen.status == "open", Date() < seen.deadline else { throw HelpRefusal.taskClosed }
         guard let termsJSON = try row.decode("terms", as: String?.self) else { throw HelpRefusal.taskClosed }
         let terms = try ReadModels.terms.decode(termsJSON)
-
-        let helpID = HelpID()
-        let standing = try await connection.query(
-            """
-            SELECT NOT EXISTS (SELECT 1 FROM paid_users WHERE user_id = \(request.helper.rawValue)) AS new_user, click.share_id, click.sharer_id
-            FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-                SELECT share_id, sharer_id FROM share_clicks
-                WHERE campaign_id = \(seen.campaign.rawValue) AND clicker_id = \(request.helper.rawValue)
-                  AND sharer_id <> \(request.helper.rawValue) AND clicked_at > \(Date().addingTimeInterval(-7 * 86_400))
-                ORDER BY clicked_at DESC LIMIT 1) AS click ON true
-            """).single()
-        let newUser: Bool = try standing.decode("new_user")
-        let shareID = try standing.decode("share_id", as: UUID?.self).map(ShareID.init(rawValue:))
-        let referrer = try standing.decode("sharer_id", as: String?.self).map(UserID.init(rawValue:))
+        let helper = Helper(
+            id: request.helper, newUser: try row.decode("new_user"),
+            shareID: try row.decode("click_share_id", as: UUID?.self).map(ShareID.init(rawValue:)),
+            referrer: try row.decode("click_sharer_id", as: String?.self).map(UserID.init(rawValue:)),
+            device: request.device, network: request.network)
 
         let rules = terms.bargain
         try await countLimit("helper:\(request.helper.rawValue)", limit: rules?.helperDailyLimit ?? 0, refusal: HelpRefusal.dailyLimit, on: connection)
@@ -224,43 +227,57 @@ enum TaskBook {
         if let network = request.network {
             try await countLimit("network:\(seen.campaign):\(network)", limit: rules?.networkLimit ?? 0, refusal: HelpRefusal.networkLimit, on: connection)
         }
-        let suspicion = try await suspicion(request, fraud: fraud, on: connection)
 
-        // From here the task row is locked until commit.
-        guard var task = try await find(request.task, on: connection, lock: true) else { throw Problem.notFound("no task \(request.task)") }
-        let now = Date()
-        guard task.status == "open", now < task.deadline else { throw HelpRefusal.taskClosed }
-        if let reason = suspicion {
-            try await insertHelp(helpID, request, state: "held", step: nil, cut: nil, newUser: newUser, shareID: shareID, referrer: referrer, on: connection)
+        let helpID = HelpID()
+        if let reason = try await suspicion(request, fraud: fraud, on: connection) {
+            guard let task = try await find(request.task, on: connection, lock: true), task.status == "open", Date() < task.deadline else {
+                throw HelpRefusal.taskClosed
+            }
+            let inserted = try await connection.query(
+                """
+                INSERT INTO helps (id, task_id, helper_id, state, new_user, device_id, network, share_id, referrer_id)
+                VALUES (\(helpID.rawValue), \(request.task.rawValue), \(request.helper.rawValue), 'held', \(helper.newUser),
+                        \(request.device), \(request.network), \(helper.shareID?.rawValue), \(helper.referrer?.rawValue))
+                ON CONFLICT (task_id, helper_id) DO NOTHING
+                """).affectedRows == 1
+            guard inserted else { throw HelpRefusal.alreadyHelped }
             try await Outbox.append(
-                AssistHeldForReview(taskId: task.id, campaignId: task.campaign, helpId: helpID, helperId: request.helper, reason: reason, heldAt: now),
+                AssistHeldForReview(taskId: task.id, campaignId: task.campaign, helpId: helpID, helperId: request.helper, reason: reason, heldAt: Date()),
                 correlationID: correlation, on: connection)
             return .held(task.state)
         }
-        let (step, cut) = nextCut(on: task, newUser: newUser)
-        try await insertHelp(helpID, request, state: "counted", step: step, cut: cut, newUser: newUser, shareID: shareID, referrer: referrer, on: connection)
-        try await advance(&task, step: step, cut: cut, help: helpID, helper: request.helper, newUser: newUser, shareID: shareID,
-                          referrer: referrer, terms: terms, correlation: correlation, on: connection)
-        return .counted(task.state, cut: Money(cut, task.currency))
+
+        var task = seen
+        if try await !advance(&task, help: helpID, by: helper, counting: .new, terms: terms, correlation: correlation, on: connection) {
+            // Another help moved the task since it was read: take the row and apply this one to it.
+            guard let locked = try await find(request.task, on: connection, lock: true), locked.status == "open", Date() < locked.deadline else {
+                throw HelpRefusal.taskClosed
+            }
+            task = locked
+            guard try await advance(&task, help: helpID, by: helper, counting: .new, terms: terms, correlation: correlation, on: connection) else {
+                throw PostgresError(.server, "a locked task moved under its lock")
+            }
+        }
+        return .counted(task.state, cut: Money(task.lastCut, task.currency))
     }
 
-    /// The help row; a second help by the same helper on the same task is refused here.
-    private static func insertHelp(
-        _ id: HelpID, _ request: HelpRequest, state: String, step: Int?, cut: Int64?, newUser: Bool, shareID: ShareID?, referrer: UserID?,
-        on connection: PostgresConnection
-    ) async throws {
-        let inserted = try await connection.query(
-            """
-            INSERT INTO helps (id, task_id, helper_id, state, step, cut, counted_at, new_user, device_id, network, share_id, referrer_id)
-            VALUES (\(id.rawValue), \(request.task.rawValue), \(request.helper.rawValue), \(state), \(step), \(cut ?? 0),
-                    CASE WHEN \(state) = 'counted' THEN now() END, \(newUser),
-                    \(request.device), \(request.network), \(shareID?.rawValue), \(referrer?.rawValue))
-            ON CONFLICT (task_id, helper_id) DO NOTHING
-            """).affectedRows == 1
-        guard inserted else { throw HelpRefusal.alreadyHelped }
+    /// Who helps, as the help row records them.
+    struct Helper {
+        var id: UserID
+        var newUser: Bool
+        var shareID: ShareID?
+        var referrer: UserID?
+        var device: String?
+        var network: String?
     }
 
-    /// The next help's step and cut on a locked task.
+    /// The help a task moves on for: one arriving now, or a held one an operator approved.
+    enum CountedHelp {
+        case new
+        case approved
+    }
+
+    /// The next help's step and cut on a task as read.
     static func nextCut(on task: Row, newUser: Bool) -> (step: Int, cut: Int64) {
         let step = task.helperCount + 1
         return (step, task.schedule?.cut(helper: step, left: task.priceNow - task.floorPrice, newUser: newUser) ?? 0)
@@ -268,42 +285,90 @@ enum TaskBook {
 
     /// Counts a held help an operator approved, on a locked task.
     static func count(
-        _ helpID: HelpID, helper: UserID, newUser: Bool, shareID: ShareID?, referrer: UserID?, task: inout Row, terms: CampaignTerms,
-        correlation: String?, on connection: PostgresConnection
+        _ helpID: HelpID, helper: Helper, task: inout Row, terms: CampaignTerms, correlation: String?, on connection: PostgresConnection
     ) async throws {
-        let (step, cut) = nextCut(on: task, newUser: newUser)
-        try await connection.query(
-            "UPDATE helps SET state = 'counted', step = \(step), cut = \(cut), counted_at = now() WHERE id = \(helpID.rawValue)")
-        try await advance(&task, step: step, cut: cut, help: helpID, helper: helper, newUser: newUser, shareID: shareID, referrer: referrer,
-                          terms: terms, correlation: correlation, on: connection)
+        guard try await advance(&task, help: helpID, by: helper, counting: .approved, terms: terms, correlation: correlation, on: connection) else {
+            throw PostgresError(.server, "a locked task moved under its lock")
+        }
     }
 
-    /// A counted help moves its locked task on: price, count, completion, and the events.
+    /// A counted help moves the task on from the state in `task`: price, count, completion, the
+    /// help row and the events, the first three in one statement. Returns false, changing
+    /// nothing, when the task is no longer in that state (another help came first, or it ended).
     private static func advance(
-        _ task: inout Row, step: Int, cut: Int64, help helpID: HelpID, helper: UserID, newUser: Bool, shareID: ShareID?, referrer: UserID?,
-        terms: CampaignTerms, correlation: String?, on connection: PostgresConnection
-    ) async throws {
-        task.priceNow -= cut
-        task.helperCount = step
+        _ task: inout Row, help helpID: HelpID, by helper: Helper, counting: CountedHelp, terms: CampaignTerms, correlation: String?,
+        on connection: PostgresConnection
+    ) async throws -> Bool {
+        let (step, cut) = nextCut(on: task, newUser: helper.newUser)
+        var moved = task
+        moved.priceNow -= cut
+        moved.helperCount = step
+        moved.lastCut = cut
         let now = Date()
-        let complete = task.kind == .bargain ? task.priceNow == task.floorPrice : step >= task.promised
+        let complete = task.kind == .bargain ? moved.priceNow == moved.floorPrice : step >= task.promised
         if complete {
-            task.status = "completed"
-            task.payBy = now.addingTimeInterval(TimeInterval(terms.bargain?.payWindowSeconds ?? 1_800))
+            moved.status = "completed"
+            moved.payBy = now.addingTimeInterval(TimeInterval(terms.bargain?.payWindowSeconds ?? 1_800))
         }
-        try await connection.query(
-            """
-            UPDATE tasks SET price_now = \(task.priceNow), helper_count = \(step), status = \(task.status), pay_by = \(task.payBy),
-                ended_at = CASE WHEN \(complete) THEN now() ELSE NULL END
-            WHERE id = \(task.id.rawValue)
-            """)
-        let state = task.state
-        try await Outbox.append(
+        let state = moved.state
+        let recorded = try Outbox.Record(CloudEvent(
             AssistRecorded(
-                taskId: task.id, campaignId: task.campaign, initiatorId: task.initiator, helpId: helpID, helperId: helper,
+                taskId: task.id, campaignId: task.campaign, initiatorId: task.initiator, helpId: helpID, helperId: helper.id,
                 cut: Money(cut, task.currency), priceNow: state.priceNow, amountLeft: state.amountLeft, helperCount: step,
-                helpersLeftAtMost: state.helpersLeftAtMost, newUser: newUser, shareId: shareID, referrerId: referrer, recordedAt: now),
-            correlationID: correlation, on: connection)
+                helpersLeftAtMost: state.helpersLeftAtMost, newUser: helper.newUser, shareId: helper.shareID, referrerId: helper.referrer,
+                recordedAt: now),
+            correlationID: correlation))
+        let counts: PostgresRow
+        switch counting {
+        case .new:
+            counts = try await connection.query(
+                """
+                WITH moved AS (
+                    UPDATE tasks SET price_now = \(moved.priceNow), helper_count = \(step), status = \(moved.status), pay_by = \(moved.payBy),
+                        ended_at = CASE WHEN \(complete) THEN now() END
+                    WHERE id = \(task.id.rawValue) AND helper_count = \(task.helperCount) AND status = 'open'
+                    RETURNING id),
+                helped AS (
+                    INSERT INTO helps (id, task_id, helper_id, state, step, cut, counted_at, new_user, device_id, network, share_id, referrer_id)
+                    SELECT \(helpID.rawValue), id, \(helper.id.rawValue), 'counted', \(step), \(cut), now(), \(helper.newUser),
+                           \(helper.device), \(helper.network), \(helper.shareID?.rawValue), \(helper.referrer?.rawValue)
+                    FROM moved
+                    ON CONFLICT (task_id, helper_id) DO NOTHING
+                    RETURNING 1),
+                appended AS (
+                    INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
+                    SELECT \(recorded.eventID), \(recorded.topic), \(recorded.key), \(recorded.type), \(recorded.payload), \(recorded.headers)
+                    FROM helped
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM moved)::int8 AS moved, (SELECT count(*) FROM helped)::int8 AS helped,
+                       (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended) AS woken)::int8 AS appended
+                """).single()
+        case .approved:
+            counts = try await connection.query(
+                """
+                WITH moved AS (
+                    UPDATE tasks SET price_now = \(moved.priceNow), helper_count = \(step), status = \(moved.status), pay_by = \(moved.payBy),
+                        ended_at = CASE WHEN \(complete) THEN now() END
+                    WHERE id = \(task.id.rawValue) AND helper_count = \(task.helperCount) AND status = 'open'
+                    RETURNING id),
+                helped AS (
+                    UPDATE helps SET state = 'counted', step = \(step), cut = \(cut), counted_at = now()
+                    WHERE id = \(helpID.rawValue) AND state = 'held' AND EXISTS (SELECT 1 FROM moved)
+                    RETURNING 1),
+                appended AS (
+                    INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
+                    SELECT \(recorded.eventID), \(recorded.topic), \(recorded.key), \(recorded.type), \(recorded.payload), \(recorded.headers)
+                    FROM helped
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM moved)::int8 AS moved, (SELECT count(*) FROM helped)::int8 AS helped,
+                       (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended) AS woken)::int8 AS appended
+                """).single()
+        }
+        guard try counts.decode("moved", as: Int.self) == 1 else { return false }
+        // The task moved but the help was not written: this helper already helped. Throwing rolls
+        // the move back with the transaction.
+        guard try counts.decode("helped", as: Int.self) == 1 else { throw HelpRefusal.alreadyHelped }
+        task = moved
         if complete {
             try await Schedule.cancel(kind: expiryJob, key: task.id.description, on: connection)
             try await Outbox.append(
@@ -312,6 +377,7 @@ enum TaskBook {
                     helperCount: step, payBy: task.payBy!, seed: task.seed, completedAt: now),
                 correlationID: correlation, on: connection)
         }
+        return true
     }
 
     /// Adds one to a per-day counter; over `limit` (0 = no limit) refuses, rolling everything back.

@@ -13,9 +13,15 @@ enum Notifier {
         _ user: UserID, _ category: String, _ values: [String: String], cause: EventID, digestKey: String? = nil,
         campaign: CampaignID? = nil, correlation: String?, on connection: PostgresConnection
     ) async throws {
+        // The consumer handles partitions concurrently: one user's notifications take turns (a
+        // lock held to commit, taken in the same round trip), so the daily cap and the digest
+        // see every earlier message of theirs.
         let fresh = try await connection.query(
-            "INSERT INTO notification_causes (user_id, cause_event_id) VALUES (\(user.rawValue), \(cause.rawValue)) ON CONFLICT DO NOTHING"
-        ).affectedRows == 1
+            """
+            WITH turn AS (SELECT pg_advisory_xact_lock(hashtext(\("fission.notify:" + user.rawValue))))
+            INSERT INTO notification_causes (user_id, cause_event_id) SELECT \(user.rawValue), \(cause.rawValue) FROM turn
+            ON CONFLICT DO NOTHING
+            """).affectedRows == 1
         guard fresh else { return }
         let preferences = try await connection.query(
             "SELECT locale, muted::text AS muted, quiet_start, quiet_end, time_zone_offset_minutes FROM preferences WHERE user_id = \(user.rawValue)").first
