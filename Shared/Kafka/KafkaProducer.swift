@@ -109,6 +109,7 @@ final class ProducerCallbackContext: RDKafkaCallbackContext, @unchecked Sendable
 
     let waiters = Mutex<[Int: Waiter]>([:])
 
+
     func complete(_ id: Int, _ outcome: Outcome) {
         guard let waiter = waiters.withLock({ $0.removeValue(forKey: id) }) else { return }
         switch waiter {
@@ -180,7 +181,15 @@ public final class KafkaProducer: Service, Sendable {
     /// Sends records and waits for all their acknowledgements: one outcome per record, in order.
     /// Faster than awaiting each `send` for bulk work (outbox relay, benchmarks).
     public func send(_ messages: [KafkaOutgoingMessage]) async -> [Result<KafkaDeliveryReport, KafkaError>] {
-        guard !messages.isEmpty else { return [] }
+        await enqueue(messages).outcomes()
+    }
+
+    /// Hands records to librdkafka now (waiting only while its local queue is full) and returns
+    /// their acknowledgements to await later. Records handed over by successive calls from one
+    /// task keep that order on each partition, which awaiting `send` from separate tasks would
+    /// not promise: keep several batches in flight this way.
+    public func enqueue(_ messages: [KafkaOutgoingMessage]) async -> KafkaDeliveries {
+        guard !messages.isEmpty else { return KafkaDeliveries(batch: nil) }
         let batch = ProducerCallbackContext.BatchWaiter(count: messages.count)
         let firstID = nextMessageID.add(messages.count, ordering: .relaxed).newValue - messages.count + 1
         context.waiters.withLock { waiters in
@@ -189,7 +198,7 @@ public final class KafkaProducer: Service, Sendable {
         for (index, message) in messages.enumerated() {
             await enqueue(message, id: firstID + index)
         }
-        return await withCheckedContinuation { batch.arm($0) }
+        return KafkaDeliveries(batch: batch)
     }
 
     /// Hands a record to librdkafka; waits while its local queue is full.
@@ -298,5 +307,16 @@ extension KafkaProducer {
             if let metadata { rd_kafka_metadata_destroy(metadata) }
             return err == RD_KAFKA_RESP_ERR_NO_ERROR
         }) ?? false
+    }
+}
+
+/// The acknowledgements of records already handed to librdkafka (`KafkaProducer.enqueue`).
+public struct KafkaDeliveries: Sendable {
+    let batch: ProducerCallbackContext.BatchWaiter?
+
+    /// One outcome per record, in the order they were handed over. Await it once.
+    public func outcomes() async -> [Result<KafkaDeliveryReport, KafkaError>] {
+        guard let batch else { return [] }
+        return await withCheckedContinuation { batch.arm($0) }
     }
 }

@@ -14,8 +14,10 @@ public final class PostgresConnection: @unchecked Sendable {
     private var handle: OpaquePointer?
     private let queue: DispatchQueue
     private let broken = Atomic<Bool>(false)
-    /// SQL text → name of its prepared statement on this connection; guarded by `queue`.
-    private var preparedStatements: [String: String] = [:]
+    /// SQL text and parameter types → name of its prepared statement on this connection (the
+    /// same text may be sent with other types: a string is left for the server to type);
+    /// guarded by `queue`.
+    private var preparedStatements: [StatementKey: String] = [:]
     private var preparedStatementCount = 0
     /// A `BEGIN` not yet sent: it goes out with the transaction's first statement.
     private let pendingBegin = Mutex<String?>(nil)
@@ -169,7 +171,8 @@ public final class PostgresConnection: @unchecked Sendable {
         _ sql: String, types: [Oid], values: [UnsafePointer<CChar>?], handle: OpaquePointer
     ) throws -> PostgresRows {
         let count = Int32(values.count)
-        var prepared = preparedStatements[sql]
+        let key = StatementKey(sql: sql, types: types)
+        var prepared = preparedStatements[key]
         var preparing: String?
         if prepared == nil, preparedStatements.count < Self.maxPreparedStatements, Self.isPreparable(sql) {
             preparedStatementCount += 1
@@ -179,7 +182,7 @@ public final class PostgresConnection: @unchecked Sendable {
         if begin == nil, preparing == nil {
             let result = prepared.map { PQexecPrepared(handle, $0, count, values, nil, nil, 0) }
                 ?? PQexecParams(handle, sql, count, types, values, nil, nil, 0)
-            return try rowsEvictingStale(result, sql: sql, handle: handle)
+            return try rowsEvictingStale(result, key: key, handle: handle)
         }
 
         // One round trip: [BEGIN] [Parse] Bind/Execute Sync.
@@ -216,7 +219,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 let result = try commandResult()
                 if PQresultStatus(result) == PGRES_COMMAND_OK {
                     PQclear(result)
-                    preparedStatements[sql] = preparing
+                    preparedStatements[key] = preparing
                     prepared = preparing
                 } else if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
                     PQclear(result)
@@ -228,7 +231,7 @@ public final class PostgresConnection: @unchecked Sendable {
             if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
                 PQclear(result)
             } else {
-                do { statementRows = try rowsEvictingStale(result, sql: sql, handle: handle) } catch { failure = failure ?? error }
+                do { statementRows = try rowsEvictingStale(result, key: key, handle: handle) } catch { failure = failure ?? error }
             }
             guard let sync = PQgetResult(handle), PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
                 throw connectionFailure(handle, sql: sql)
@@ -249,11 +252,11 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Rows of a result; a prepared statement the server no longer has, or whose result shape a
     /// schema change altered, is forgotten so the next call prepares it afresh.
-    private func rowsEvictingStale(_ result: OpaquePointer?, sql: String, handle: OpaquePointer) throws -> PostgresRows {
+    private func rowsEvictingStale(_ result: OpaquePointer?, key: StatementKey, handle: OpaquePointer) throws -> PostgresRows {
         do {
-            return try rows(from: result, handle: handle, sql: sql)
+            return try rows(from: result, handle: handle, sql: key.sql)
         } catch let error as PostgresError where error.sqlState == .invalidStatementName || error.sqlState == .featureNotSupported {
-            preparedStatements[sql] = nil
+            preparedStatements[key] = nil
             throw error
         }
     }
@@ -264,6 +267,11 @@ public final class PostgresConnection: @unchecked Sendable {
         let head = sql.utf8.drop { $0 == 32 || $0 == 10 || $0 == 9 || $0 == 13 }.prefix(6)
         let word = String(decoding: head, as: UTF8.self).uppercased()
         return ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains { word.hasPrefix($0) }
+    }
+
+    private struct StatementKey: Hashable {
+        var sql: String
+        var types: [Oid]
     }
 
     /// Beyond this many distinct texts a connection stops preparing (text built at run time

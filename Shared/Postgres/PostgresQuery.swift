@@ -48,6 +48,27 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
             sql += "$\(binds.count)"
         }
 
+        /// Another query as a part of this one (a common table expression built elsewhere): its
+        /// parameters follow this one's, renumbered.
+        public mutating func appendInterpolation(_ query: PostgresQuery) {
+            let offset = binds.count
+            var placeholders = 0
+            var text = Substring(query.sql)
+            while let dollar = text.firstIndex(of: "$") {
+                sql += text[..<dollar]
+                let digits = text[text.index(after: dollar)...].prefix { $0.isASCII && $0.isNumber }
+                // Only this type writes `$n`, once each and in order; anything else (a dollar in a
+                // literal) would be renumbered wrongly, so it is refused.
+                placeholders += 1
+                precondition(Int(digits) == placeholders, "a nested query may hold no '$' but its own placeholders")
+                sql += "$\(offset + placeholders)"
+                text = text[digits.endIndex...]
+            }
+            precondition(placeholders == query.binds.count, "a nested query's placeholders do not match its values")
+            sql += text
+            binds += query.binds
+        }
+
         /// A piece of SQL text written in the source code (a column list shared by queries).
         public mutating func appendInterpolation(_ fragment: PostgresSQLFragment) {
             sql += fragment.text

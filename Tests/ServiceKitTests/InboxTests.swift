@@ -39,12 +39,13 @@ struct InboxTests {
     }
 
     func withInbox(
+        partitions: Int32 = 1, concurrentPartitions: Int = 1,
         handler: @escaping @Sendable (CloudEvent<StockReserved>, PostgresConnection) async throws -> Void,
         _ body: (Fixture) async throws -> Void
     ) async throws {
         try await withKitDatabase { pool in
             try await pool.query("CREATE TABLE effects (id bigserial PRIMARY KEY, event_id uuid NOT NULL, stock_left int NOT NULL)")
-            let topic = try await TestKafka.shared.createTopic(prefix: "inbox", partitions: 1)
+            let topic = try await TestKafka.shared.createTopic(prefix: "inbox", partitions: partitions)
             let group = "inbox-\(UUID().uuidString.prefix(8))"
             try await TestKafka.shared.createTopic(named: Topics.deadLetter(of: group), partitions: 1)
             let bootstrap = try await TestKafka.shared.bootstrapServers()
@@ -53,6 +54,7 @@ struct InboxTests {
             var options = InboxConsumer.Options()
             options.maxAttempts = 3
             options.firstBackoff = .milliseconds(10)
+            options.concurrentPartitions = concurrentPartitions
             let inbox = try InboxConsumer(
                 consumer: try await TestKafka.shared.consumerConfiguration(group: group, topics: [topic]), pool: pool,
                 deadLetterProducer: producer,
@@ -67,6 +69,29 @@ struct InboxTests {
             running.cancel()
             _ = await running.result
             await producer.shutdown()
+        }
+    }
+
+    @Test func concurrentPartitionsKeepEachAggregatesEventsInOrderAndHandleEachOnce() async throws {
+        // 8 aggregates over 4 partitions, handled by 4 lanes with uneven handler times.
+        try await withInbox(partitions: 4, concurrentPartitions: 4, handler: { _, _ in
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...4)))
+        }) { fixture in
+            let campaigns = (0..<8).map { _ in CampaignID() }
+            var sent: [CloudEvent<StockReserved>] = []
+            for sequence in 1...6 {
+                for (index, campaign) in campaigns.enumerated() {
+                    sent.append(stockReserved(campaign: campaign, sequence: index * 100 + sequence))
+                    try await fixture.send(sent.last!)
+                }
+            }
+            // A redelivery after the rest is still one effect.
+            try await fixture.send(sent[20])
+            #expect(await eventually { (try? await fixture.effects().count) == 48 })
+            let effects = try await fixture.effects()
+            for index in 0..<8 {
+                #expect(effects.filter { $0 / 100 == index } == (1...6).map { index * 100 + $0 })
+            }
         }
     }
 

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Fission builds and tests with, if any are missing.
 # Runs `apt-get update` at most once, and only when something must be installed.
-# `--fuzz` also installs schemathesis (PyPI) for `make fuzz` (infra/fuzz), once.
+# `--fuzz` also installs schemathesis (PyPI) for `make fuzz` (infra/fuzz), once; `--bench` also
+# installs wrk, the load generator of `make bench`.
 set -euo pipefail
 
 fuzz=false
-[ "${1:-}" = "--fuzz" ] && fuzz=true
+bench=false
+for flag in "$@"; do
+  case "$flag" in
+    --fuzz) fuzz=true ;;
+    --bench) bench=true ;;
+    *) echo "install-deps.sh: unknown flag $flag (known: --fuzz, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   pkg-config
@@ -15,6 +23,9 @@ packages=(
   kcat               # reference for the Kafka benchmark
   docker-compose     # validates docker-compose.yml without a Docker engine (infra/check-deployment.py)
 )
+if $bench; then
+  packages+=(wrk)    # HTTP load from a separate process (fission-bench assists)
+fi
 # `kubectl kustomize` renders infra/k8s; any kubectl will do, Debian's when none is installed.
 if ! command -v kubectl >/dev/null 2>&1; then
   packages+=(kubernetes-client)

@@ -29,6 +29,18 @@ public enum Outbox {
             self.payload = String(decoding: try EventCoding.encode(event), as: UTF8.self)
             self.headers = PostgresJSON(headers)
         }
+
+        /// `INSERT INTO outbox ... SELECT ... FROM <rows> RETURNING 1`, for a data-modifying
+        /// common table expression: the event is written once per row of `rows` (one, or none
+        /// when the change it records did not happen). The caller wakes the relay with
+        /// `pg_notify(Outbox.channel, '')` from the rows it returns.
+        public func insertion(from rows: PostgresSQLFragment) -> PostgresQuery {
+            """
+            INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
+            SELECT \(eventID), \(topic), \(key), \(type), \(payload), \(headers) FROM \(rows)
+            RETURNING 1
+            """
+        }
     }
 
     /// Appends an event on `connection` (which must be inside the caller's transaction).
@@ -38,10 +50,7 @@ public enum Outbox {
         // commit, and only if the transaction commits.
         try await connection.query(
             """
-            WITH appended AS (
-                INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
-                VALUES (\(record.eventID), \(record.topic), \(record.key), \(record.type), \(record.payload), \(record.headers))
-                RETURNING 1)
+            WITH appended AS (\(record.insertion(from: "(SELECT 1) AS single")))
             SELECT pg_notify(\(channel), '') FROM appended
             """)
     }

@@ -103,7 +103,7 @@ public final class OutboxRelay: Service, Sendable {
     private func publishWhileLeading(on connection: PostgresConnection) async throws {
         var backoff: Duration = .milliseconds(100)
         var lastPurge = ContinuousClock.now
-        var inFlight: [(ids: [Int64], outcomes: Task<[Result<KafkaDeliveryReport, KafkaError>], Never>)] = []
+        var inFlight: [(ids: [Int64], deliveries: KafkaDeliveries)] = []
         while !Task.isCancelled {
             if inFlight.count < options.batchesInFlight {
                 let rows = try await connection.query(
@@ -123,8 +123,9 @@ public final class OutboxRelay: Service, Sendable {
                             value: Array(try row.decode("payload", as: String.self).utf8),
                             headers: headers.sorted { $0.key < $1.key }.map { KafkaHeader(key: $0.key, value: $0.value) }))
                     }
-                    let producer = self.producer
-                    inFlight.append((ids, Task { await producer.send(messages) }))
+                    // Handed to the producer here, in read order, so a key's events reach their
+                    // partition in id order whichever batch is acknowledged first.
+                    inFlight.append((ids, await producer.enqueue(messages)))
                     continue
                 }
                 if inFlight.isEmpty {
@@ -157,9 +158,8 @@ public final class OutboxRelay: Service, Sendable {
     }
 
     /// Awaits a batch's delivery reports and marks the delivered rows; returns the first failure.
-    private func mark(_ batch: (ids: [Int64], outcomes: Task<[Result<KafkaDeliveryReport, KafkaError>], Never>),
-                      on connection: PostgresConnection) async throws -> KafkaError? {
-        let outcomes = await batch.outcomes.value
+    private func mark(_ batch: (ids: [Int64], deliveries: KafkaDeliveries), on connection: PostgresConnection) async throws -> KafkaError? {
+        let outcomes = await batch.deliveries.outcomes()
         var delivered: [Int64] = []
         var failure: KafkaError?
         for (id, outcome) in zip(batch.ids, outcomes) {

@@ -318,52 +318,33 @@ enum TaskBook {
                 helpersLeftAtMost: state.helpersLeftAtMost, newUser: helper.newUser, shareId: helper.shareID, referrerId: helper.referrer,
                 recordedAt: now),
             correlationID: correlation))
-        let counts: PostgresRow
-        switch counting {
-        case .new:
-            counts = try await connection.query(
-                """
-                WITH moved AS (
-                    UPDATE tasks SET price_now = \(moved.priceNow), helper_count = \(step), status = \(moved.status), pay_by = \(moved.payBy),
-                        ended_at = CASE WHEN \(complete) THEN now() END
-                    WHERE id = \(task.id.rawValue) AND helper_count = \(task.helperCount) AND status = 'open'
-                    RETURNING id),
-                helped AS (
-                    INSERT INTO helps (id, task_id, helper_id, state, step, cut, counted_at, new_user, device_id, network, share_id, referrer_id)
-                    SELECT \(helpID.rawValue), id, \(helper.id.rawValue), 'counted', \(step), \(cut), now(), \(helper.newUser),
-                           \(helper.device), \(helper.network), \(helper.shareID?.rawValue), \(helper.referrer?.rawValue)
-                    FROM moved
-                    ON CONFLICT (task_id, helper_id) DO NOTHING
-                    RETURNING 1),
-                appended AS (
-                    INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
-                    SELECT \(recorded.eventID), \(recorded.topic), \(recorded.key), \(recorded.type), \(recorded.payload), \(recorded.headers)
-                    FROM helped
-                    RETURNING 1)
-                SELECT (SELECT count(*) FROM moved)::int8 AS moved, (SELECT count(*) FROM helped)::int8 AS helped,
-                       (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended) AS woken)::int8 AS appended
-                """).single()
-        case .approved:
-            counts = try await connection.query(
-                """
-                WITH moved AS (
-                    UPDATE tasks SET price_now = \(moved.priceNow), helper_count = \(step), status = \(moved.status), pay_by = \(moved.payBy),
-                        ended_at = CASE WHEN \(complete) THEN now() END
-                    WHERE id = \(task.id.rawValue) AND helper_count = \(task.helperCount) AND status = 'open'
-                    RETURNING id),
-                helped AS (
-                    UPDATE helps SET state = 'counted', step = \(step), cut = \(cut), counted_at = now()
-                    WHERE id = \(helpID.rawValue) AND state = 'held' AND EXISTS (SELECT 1 FROM moved)
-                    RETURNING 1),
-                appended AS (
-                    INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
-                    SELECT \(recorded.eventID), \(recorded.topic), \(recorded.key), \(recorded.type), \(recorded.payload), \(recorded.headers)
-                    FROM helped
-                    RETURNING 1)
-                SELECT (SELECT count(*) FROM moved)::int8 AS moved, (SELECT count(*) FROM helped)::int8 AS helped,
-                       (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended) AS woken)::int8 AS appended
-                """).single()
+        let moveTask: PostgresQuery = """
+            UPDATE tasks SET price_now = \(moved.priceNow), helper_count = \(step), status = \(moved.status), pay_by = \(moved.payBy),
+                ended_at = CASE WHEN \(complete) THEN now() END
+            WHERE id = \(task.id.rawValue) AND helper_count = \(task.helperCount) AND status = 'open'
+            RETURNING id
+            """
+        let writeHelp: PostgresQuery = switch counting {
+        case .new: """
+            INSERT INTO helps (id, task_id, helper_id, state, step, cut, counted_at, new_user, device_id, network, share_id, referrer_id)
+            SELECT \(helpID.rawValue), id, \(helper.id.rawValue), 'counted', \(step), \(cut), now(), \(helper.newUser),
+                   \(helper.device), \(helper.network), \(helper.shareID?.rawValue), \(helper.referrer?.rawValue)
+            FROM moved
+            ON CONFLICT (task_id, helper_id) DO NOTHING
+            RETURNING 1
+            """
+        case .approved: """
+            UPDATE helps SET state = 'counted', step = \(step), cut = \(cut), counted_at = now()
+            WHERE id = \(helpID.rawValue) AND state = 'held' AND EXISTS (SELECT 1 FROM moved)
+            RETURNING 1
+            """
         }
+        let counts = try await connection.query(
+            """
+            WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(recorded.insertion(from: "helped")))
+            SELECT (SELECT count(*) FROM moved)::int8 AS moved, (SELECT count(*) FROM helped)::int8 AS helped,
+                   (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended) AS woken)::int8 AS appended
+            """).single()
         guard try counts.decode("moved", as: Int.self) == 1 else { return false }
         // The task moved but the help was not written: this helper already helped. Throwing rolls
         // the move back with the transaction.

@@ -1,0 +1,89 @@
+import FissionTesting
+import Postgres
+import Testing
+
+/// Statements are prepared once per connection and a transaction's BEGIN travels with its first
+/// statement: what callers see must be exactly what unprepared, one-by-one statements gave.
+@Suite("Prepared statements and pipelined BEGIN")
+struct StatementTests {
+    @Test func preparedStatementGivesTheSameAnswersCallAfterCall() async throws {
+        try await withTestPool(options: .init(maxConnections: 1)) { pool in
+            try await pool.query("CREATE TABLE stock (sku text PRIMARY KEY, left_count int8 NOT NULL)")
+            for (sku, count) in [("tea", 10), ("cup", 3), ("pot", 0)] {
+                try await pool.query("INSERT INTO stock VALUES (\(sku), \(count))")
+            }
+            // More calls than the server's custom-plan trials: the generic plan must answer alike.
+            for _ in 0..<8 {
+                for (sku, count) in [("tea", 10), ("cup", 3), ("pot", 0)] {
+                    #expect(try await pool.query("SELECT left_count FROM stock WHERE sku = \(sku)").single().decode("left_count", as: Int.self) == count)
+                }
+                #expect(try await pool.query("SELECT left_count FROM stock WHERE sku = \("none")").isEmpty)
+            }
+        }
+    }
+
+    @Test func statementWhoseResultShapeChangedIsPreparedAgain() async throws {
+        try await withTestPool(options: .init(maxConnections: 1)) { pool in
+            try await pool.query("CREATE TABLE team (id int8 PRIMARY KEY)")
+            try await pool.query("INSERT INTO team VALUES (1)")
+            #expect(try await pool.query("SELECT * FROM team WHERE id = \(1)").columns.count == 1)
+            try await pool.query("ALTER TABLE team ADD COLUMN size int8 NOT NULL DEFAULT 3")
+            // The server refuses the old plan at most once; the next call sees the new shape.
+            _ = try? await pool.query("SELECT * FROM team WHERE id = \(1)")
+            let row = try await pool.query("SELECT * FROM team WHERE id = \(1)").single()
+            #expect(try row.decode("size", as: Int.self) == 3)
+        }
+    }
+
+    @Test func failingFirstStatementOfATransactionRollsBackAndLeavesTheConnectionUsable() async throws {
+        try await withTestPool(options: .init(maxConnections: 1)) { pool in
+            try await pool.query("CREATE TABLE helps (task int8, helper text, UNIQUE (task, helper))")
+            try await pool.query("INSERT INTO helps VALUES (1, 'li')")
+            // The BEGIN and the failing INSERT go in one round trip.
+            await #expect(throws: PostgresError.self) {
+                try await pool.withTransaction { connection in
+                    _ = try await connection.query("INSERT INTO helps VALUES (\(1), \("li"))")
+                }
+            }
+            // A syntax error while being prepared, also first in its transaction.
+            await #expect(throws: PostgresError.self) {
+                try await pool.withTransaction { connection in
+                    _ = try await connection.query("SELEC nothing FROM helps WHERE task = \(1)")
+                }
+            }
+            try await pool.withTransaction { connection in
+                _ = try await connection.query("INSERT INTO helps VALUES (\(1), \("wang"))")
+            }
+            #expect(try await pool.query("SELECT count(*)::int8 AS n FROM helps").single().decode("n", as: Int.self) == 2)
+        }
+    }
+
+    @Test func transactionThatRanNoStatementCommitsNothingAndCostsNothing() async throws {
+        try await withTestPool(options: .init(maxConnections: 1)) { pool in
+            let value = try await pool.withTransaction { _ in 42 }
+            #expect(value == 42)
+            // The never-sent BEGIN left no transaction open on the connection.
+            let level = try await pool.withTransaction(level: .serializable) { connection in
+                try await connection.query("SELECT current_setting('transaction_isolation') AS level").single().decode("level", as: String.self)
+            }
+            #expect(level == "serializable")
+        }
+    }
+
+    @Test func nestedQueryParametersFollowTheOuterOnes() async throws {
+        try await withTestPool { pool in
+            try await pool.query("CREATE TABLE outbox (key text, payload text)")
+            let inner: PostgresQuery = "INSERT INTO outbox SELECT \("team-7"), \("opened") FROM chosen RETURNING 1"
+            let rows = try await pool.query(
+                """
+                WITH chosen AS (SELECT \(1) AS one WHERE \("yes") = 'yes'), written AS (\(inner))
+                SELECT count(*)::int8 AS n, \("after") AS tail FROM written
+                """).single()
+            #expect(try rows.decode("n", as: Int.self) == 1)
+            #expect(try rows.decode("tail", as: String.self) == "after")
+            let written = try await pool.query("SELECT key, payload FROM outbox").single()
+            #expect(try written.decode("key", as: String.self) == "team-7")
+            #expect(try written.decode("payload", as: String.self) == "opened")
+        }
+    }
+}
