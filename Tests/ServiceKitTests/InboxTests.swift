@@ -95,6 +95,26 @@ struct InboxTests {
         }
     }
 
+    @Test func aFailingEventInABatchDeadLettersItselfAndTheRestAreHandledOnceInOrder() async throws {
+        // Sent back to back, the events arrive together and are first tried in one transaction.
+        try await withInbox(handler: { event, _ in
+            if event.data.stockLeft == 7 { throw Flaky() }
+        }) { fixture in
+            let recorder = TopicRecorder()
+            try await recorder.start(bootstrap: fixture.bootstrap, topic: Topics.deadLetter(of: fixture.group))
+            let campaign = CampaignID()
+            let events = (1...20).map { stockReserved(campaign: campaign, sequence: $0) }
+            for event in events { try await fixture.send(event) }
+            try await fixture.send(events[3])  // a redelivery inside a later batch
+            #expect(await eventually { (try? await fixture.effects()) == (1...20).filter { $0 != 7 } })
+            #expect(await eventually { await recorder.messages.count == 1 })
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await fixture.effects() == (1...20).filter { $0 != 7 })
+            #expect(await recorder.messages.count == 1)
+            await recorder.stop()
+        }
+    }
+
     @Test func redeliveredEventHasNoSecondEffect() async throws {
         try await withInbox(handler: { _, _ in }) { fixture in
             let campaign = CampaignID()

@@ -60,8 +60,10 @@ public final class InboxConsumer: Service, Sendable {
         /// whose handlers never rely on another aggregate's events having been handled first:
         /// Kafka orders nothing across partitions, one sequential consumer only happens to.
         public var concurrentPartitions = 1
-        /// Messages read ahead of their handling across all partitions, when concurrent.
+        /// Messages read ahead of their handling across all partitions.
         public var maxInFlight = 256
+        /// Messages of one lane handled in one transaction at most (what has arrived, no waiting).
+        public var maxBatch = 32
         public init() {}
     }
 
@@ -93,24 +95,57 @@ public final class InboxConsumer: Service, Sendable {
 
     public func run() async throws {
         try await cancelWhenGracefulShutdown {
-            if self.options.concurrentPartitions > 1 {
-                try await self.consumeConcurrently()
-            } else {
-                // Partitions are handled one message at a time, in order; a shutdown waits for
-                // the message in hand.
-                for try await message in self.consumer.messages {
-                    guard await self.finish(message) else { break }
-                }
-            }
+            try await self.consume()
         }
         await consumer.close()
     }
 
-    /// Handles the message and, once it is finished with, marks it done. Only a message that was
-    /// handled (or dead-lettered) is marked done; one interrupted by shutdown is read again by
-    /// whoever owns the partition next.
-    private func finish(_ message: KafkaMessage) async -> Bool {
-        guard await process(message) else { return false }
+    /// Lanes, each owning the partitions that hash to it and handling their messages in offset
+    /// order: a partition's offsets are marked done in order, so a crash never skips one. A lane
+    /// takes what has arrived for it (up to `maxBatch`) and handles it in one transaction. The
+    /// reader stops reading ahead once `maxInFlight` messages wait.
+    private func consume() async throws {
+        let lanes = (0..<max(1, options.concurrentPartitions)).map { _ in Lane() }
+        let slots = InFlightSlots(options.maxInFlight)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in lanes {
+                group.addTask {
+                    while let batch = await lane.next(upTo: self.options.maxBatch) {
+                        let finished = await self.finish(batch)
+                        slots.release(batch.count)
+                        guard finished else { return }
+                    }
+                }
+            }
+            defer { lanes.forEach { $0.close() } }
+            for try await message in consumer.messages {
+                try await slots.acquire()
+                var hasher = Hasher()
+                hasher.combine(message.topic)
+                hasher.combine(message.partition)
+                lanes[Int(UInt(bitPattern: hasher.finalize()) % UInt(lanes.count))].append(message)
+            }
+        }
+    }
+
+    /// Handles the messages (together when it can) and marks each done once it is finished
+    /// with. Only a message that was handled, skipped or dead-lettered is marked done; one
+    /// interrupted by shutdown is read again by whoever owns the partition next.
+    private func finish(_ batch: [KafkaMessage]) async -> Bool {
+        var finished = batch.count > 1 ? await handleTogether(batch) : false
+        if !finished {
+            for message in batch {
+                guard await process(message) else { return false }
+                markDone(message)
+            }
+            finished = true
+        } else {
+            batch.forEach(markDone)
+        }
+        return finished
+    }
+
+    private func markDone(_ message: KafkaMessage) {
         if let lag = consumer.lag(after: message) {
             metrics?.setConsumerLag(group: group, topic: message.topic, partition: message.partition, lag: lag)
         }
@@ -121,35 +156,42 @@ public final class InboxConsumer: Service, Sendable {
             // event, and the inbox row makes that harmless.
             logger.info("could not store offset", metadata: ["error": "\(error)"])
         }
-        return true
     }
 
-    /// Lanes, each owning the partitions that hash to it and handling their messages in offset
-    /// order: a partition's offsets are marked done in order, so a crash never skips one. The
-    /// reader stops reading ahead once `maxInFlight` messages wait.
-    private func consumeConcurrently() async throws {
-        let lanes = options.concurrentPartitions
-        let streams = (0..<lanes).map { _ in AsyncStream<KafkaMessage>.makeStream() }
-        let slots = InFlightSlots(options.maxInFlight)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for lane in streams {
-                group.addTask {
-                    for await message in lane.stream {
-                        let finished = await self.finish(message)
-                        slots.release()
-                        guard finished else { return }
-                    }
+    /// One transaction for several messages, each recorded in the inbox and handled in offset
+    /// order as if alone: it saves a `BEGIN` and a `COMMIT` per message. False, with nothing
+    /// changed, when any message needs more than that (undecodable, a handler that failed, the
+    /// database away): then each is taken on its own, with retries and dead letters.
+    private func handleTogether(_ batch: [KafkaMessage]) async -> Bool {
+        var work: [(message: KafkaMessage, type: String, id: EventID, handler: EventHandler)?] = []
+        for message in batch {
+            guard let type = message.header("ce_type") ?? Self.envelopeType(message.value) else { return false }
+            guard let handler = handlers[type] else {
+                work.append(nil)
+                continue
+            }
+            guard let header = try? EventCoding.decoder().decode(CloudEventHeader.self, from: Data(message.value)) else { return false }
+            work.append((message, type, header.id, handler))
+        }
+        do {
+            try await pool.withTransaction { connection in
+                for case let (message, type, id, handler)? in work {
+                    let fresh = try await connection.query(
+                        """
+                        INSERT INTO inbox (consumer, event_id, event_type) VALUES (\(self.group), \(id.rawValue), \(type))
+                        ON CONFLICT DO NOTHING
+                        """).affectedRows == 1
+                    if fresh { try await handler.handle(message.value, connection) }
                 }
             }
-            defer { streams.forEach { $0.continuation.finish() } }
-            for try await message in consumer.messages {
-                try await slots.acquire()
-                var hasher = Hasher()
-                hasher.combine(message.topic)
-                hasher.combine(message.partition)
-                streams[Int(UInt(bitPattern: hasher.finalize()) % UInt(lanes))].continuation.yield(message)
-            }
+        } catch {
+            logger.debug("handling a batch together failed; taking its messages one by one", metadata: ["error": "\(error)"])
+            return false
         }
+        for item in work {
+            metrics?.countConsumed(group: group, outcome: item == nil ? "skipped" : "handled")
+        }
+        return true
     }
 
     /// True when the message is finished with: handled, skipped, or dead-lettered.
@@ -275,14 +317,69 @@ private final class InFlightSlots: Sendable {
         }
     }
 
-    func release() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
-            if state.waiters.isEmpty {
-                state.free += 1
-                return nil
-            }
-            return state.waiters.removeFirst()
+    func release(_ count: Int) {
+        let woken = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            state.free += count
+            let woken = Array(state.waiters.prefix(state.free))
+            state.waiters.removeFirst(woken.count)
+            state.free -= woken.count
+            return woken
         }
-        waiter?.resume()
+        woken.forEach { $0.resume() }
+    }
+}
+
+/// The messages waiting for one lane, in arrival order.
+private final class Lane: Sendable {
+    private struct State {
+        var waiting: [KafkaMessage] = []
+        var taker: CheckedContinuation<Void, Never>?
+        var closed = false
+    }
+    private let state = Mutex(State())
+
+    func append(_ message: KafkaMessage) {
+        let taker = state.withLock { state in
+            state.waiting.append(message)
+            defer { state.taker = nil }
+            return state.taker
+        }
+        taker?.resume()
+    }
+
+    func close() {
+        let taker = state.withLock { state in
+            state.closed = true
+            defer { state.taker = nil }
+            return state.taker
+        }
+        taker?.resume()
+    }
+
+    /// What has arrived, up to `limit` messages, waiting for the first; `nil` once closed.
+    func next(upTo limit: Int) async -> [KafkaMessage]? {
+        while true {
+            let taken = state.withLock { state -> [KafkaMessage]? in
+                guard !state.waiting.isEmpty else { return nil }
+                let batch = Array(state.waiting.prefix(limit))
+                state.waiting.removeFirst(batch.count)
+                return batch
+            }
+            if let taken { return taken }
+            if state.withLock({ $0.closed }) || Task.isCancelled { return nil }
+            // Shutdown closes the lane: what waits in it is not marked done, so it is read again.
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let ready = state.withLock { state -> Bool in
+                        if !state.waiting.isEmpty || state.closed { return true }
+                        state.taker = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            } onCancel: {
+                close()
+            }
+        }
     }
 }
