@@ -9,8 +9,10 @@ import Testing
 
 @Suite("Helps")
 struct HelpTests {
-    @Test func thousandConcurrentHelpsOnATaskPromisingThirtyCountExactlyThirtyAndTheCutsSumExactly() async throws {
+    @Test(arguments: [false, true])
+    func thousandConcurrentHelpsOnATaskPromisingThirtyCountExactlyThirtyAndTheCutsSumExactly(batched: Bool) async throws {
         try await withAssistsDatabase { pool in
+            let batcher = batched ? HelpBatcher(pool: pool, fraud: FraudRules(), maxBatch: 16, maxRunning: 4) : nil
             let campaign = try await knownCampaign(bargainTerms(helpers: 30), on: pool)
             let task = try await startTask(campaign, on: pool)
             let helpers = (0..<1_000).map { "u-\($0)" }
@@ -19,7 +21,7 @@ struct HelpTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for helper in helpers {
                     group.addTask {
-                        let refusal = try await help(task.taskId, by: helper, on: pool) ?? "counted"
+                        let refusal = try await help(task.taskId, by: helper, through: batcher, on: pool) ?? "counted"
                         await outcomes.add(refusal)
                     }
                 }
@@ -39,15 +41,17 @@ struct HelpTests {
         }
     }
 
-    @Test func fiftyConcurrentHelpsBySameHelperCountOnce() async throws {
+    @Test(arguments: [false, true])
+    func fiftyConcurrentHelpsBySameHelperCountOnce(batched: Bool) async throws {
         try await withAssistsDatabase { pool in
+            let batcher = batched ? HelpBatcher(pool: pool, fraud: FraudRules(), maxBatch: 16, maxRunning: 4) : nil
             let campaign = try await knownCampaign(bargainTerms(helpers: 30), on: pool)
             let task = try await startTask(campaign, on: pool)
             let outcomes = Tally()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<50 {
                     group.addTask {
-                        let refusal = try await help(task.taskId, by: "u-eager", on: pool) ?? "counted"
+                        let refusal = try await help(task.taskId, by: "u-eager", through: batcher, on: pool) ?? "counted"
                         await outcomes.add(refusal)
                     }
                 }
@@ -56,6 +60,63 @@ struct HelpTests {
             #expect(await outcomes.counts == ["counted": 1, "already-helped": 49])
             let counted = try await pool.query("SELECT count(*)::int8 AS n FROM helps").single().decode("n", as: Int.self)
             #expect(counted == 1)
+        }
+    }
+
+    @Test func batchedHelpsAcrossTasksMatchWhatEachHelpAloneWouldDo() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 12), on: pool)
+            var tasks: [TaskState] = []
+            for index in 0..<6 { tasks.append(try await startTask(campaign, initiator: "u-initiator-\(index)", on: pool)) }
+            // Half the helpers paid before (regular cuts), half are new users (boosted cuts).
+            try await markPaid((0..<300).filter { $0 % 2 == 0 }.map { "u-\($0)" }, on: pool)
+            let batcher = HelpBatcher(pool: pool, fraud: FraudRules(), maxBatch: 8, maxRunning: 3)
+            let outcomes = Tally()
+            let started = tasks
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for helper in 0..<300 {
+                    group.addTask {
+                        // Every fifth help goes alone, racing the batches on the same tasks.
+                        let task = started[helper % started.count].taskId
+                        let refusal = try await help(task, by: "u-\(helper)", through: helper % 5 == 0 ? nil : batcher, on: pool) ?? "counted"
+                        await outcomes.add(refusal)
+                    }
+                    // A helper trying the same task twice, and an initiator helping their own task.
+                    if helper % 50 == 0 {
+                        group.addTask { await outcomes.add(try await help(started[helper % started.count].taskId, by: "u-\(helper)", through: batcher, on: pool) ?? "counted") }
+                        group.addTask { await outcomes.add(try await help(started[0].taskId, by: "u-initiator-0", through: batcher, on: pool) ?? "counted") }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let counts = await outcomes.counts
+            #expect(counts["counted"] == 6 * 12, "every task reaches its floor at exactly the promised helper")
+            #expect(counts["own-task"] == 6)
+            #expect((counts["already-helped"] ?? 0) + (counts["task-closed"] ?? 0) == 300 + 6 - 72)
+            for task in tasks {
+                let final = try await pool.withConnection { try await TaskBook.find(task.taskId, on: $0)! }
+                #expect(final.status == "completed")
+                #expect(final.priceNow == final.floorPrice)
+                let helps = try await pool.query(
+                    "SELECT step, cut, new_user FROM helps WHERE task_id = \(task.taskId.rawValue) AND state = 'counted' ORDER BY step")
+                #expect(try helps.map { try $0.decode("step", as: Int.self) } == Array(1...12))
+                // The cuts are the schedule's, step by step, for exactly these helpers.
+                var replay = final
+                replay.priceNow = task.priceNow.amount
+                replay.helperCount = 0
+                for row in helps {
+                    let (step, cut) = TaskBook.nextCut(on: replay, newUser: try row.decode("new_user"))
+                    #expect(try row.decode("step", as: Int.self) == step)
+                    #expect(try row.decode("cut", as: Int64.self) == cut)
+                    replay.priceNow -= cut
+                    replay.helperCount = step
+                }
+                #expect(replay.priceNow == final.floorPrice)
+            }
+            #expect(try await emitted(AssistRecorded.self, on: pool).count == 72)
+            #expect(try await emitted(AssistTaskCompleted.self, on: pool).count == 6)
+            #expect(try await pool.query("SELECT count(*)::int8 AS n FROM scheduled_jobs WHERE kind = \(TaskBook.expiryJob)").single()
+                .decode("n", as: Int.self) == 0, "every completed task's expiry is cancelled")
         }
     }
 

@@ -41,13 +41,20 @@ func markPaid(_ users: [String], on pool: PostgresPool) async throws {
     try await pool.query("INSERT INTO paid_users (user_id) SELECT unnest(\(users)) ON CONFLICT DO NOTHING")
 }
 
-/// A help as the HTTP route runs it; the refusal kind, or nil when counted or held.
-func help(_ task: TaskID, by helper: String, device: String? = nil, network: String? = nil, fraud: FraudRules = FraudRules(), on pool: PostgresPool) async throws -> String? {
+/// A help on its own (`batcher` nil) or as the HTTP route runs it, through a batcher; the
+/// refusal kind, or nil when counted or held.
+func help(
+    _ task: TaskID, by helper: String, device: String? = nil, network: String? = nil, fraud: FraudRules = FraudRules(),
+    through batcher: HelpBatcher? = nil, on pool: PostgresPool
+) async throws -> String? {
+    let request = HelpRequest(task: task, helper: UserID(rawValue: helper), device: device, network: network)
     do {
-        _ = try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
-            try await TaskBook.help(
-                HelpRequest(task: task, helper: UserID(rawValue: helper), device: device, network: network), fraud: fraud,
-                correlation: nil, on: connection)
+        if let batcher {
+            _ = try await batcher.help(request, correlation: nil)
+        } else {
+            _ = try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
+                try await TaskBook.help(request, fraud: fraud, correlation: nil, on: connection)
+            }
         }
         return nil
     } catch let problem as Problem {

@@ -43,6 +43,20 @@ public enum Outbox {
         }
     }
 
+    /// `INSERT INTO outbox ... RETURNING 1` of several events, in order, for a data-modifying
+    /// common table expression; the caller wakes the relay as with `Record.insertion(from:)`.
+    public static func insertion(of records: [Record]) -> PostgresQuery {
+        """
+        INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
+        SELECT e.event_id, e.topic, e.key, e.event_type, e.payload, e.headers::jsonb
+        FROM unnest(\(records.map(\.eventID))::uuid[], \(records.map(\.topic))::text[], \(records.map(\.key))::text[],
+                    \(records.map(\.type))::text[], \(records.map(\.payload))::text[], \(records.map(\.headers.postgresText))::text[])
+             WITH ORDINALITY AS e(event_id, topic, key, event_type, payload, headers, n)
+        ORDER BY e.n
+        RETURNING 1
+        """
+    }
+
     /// Appends an event on `connection` (which must be inside the caller's transaction).
     public static func append<Payload: DomainEvent>(_ event: CloudEvent<Payload>, on connection: PostgresConnection) async throws {
         let record = try Record(event)

@@ -8,6 +8,13 @@ import ServiceKit
 struct TaskRoutes {
     let runtime: ServiceRuntime
     let fraud: FraudRules
+    let helps: HelpBatcher
+
+    init(runtime: ServiceRuntime, fraud: FraudRules) {
+        self.runtime = runtime
+        self.fraud = fraud
+        self.helps = HelpBatcher(pool: runtime.pool, fraud: fraud)
+    }
 
     struct StartTask: Codable { var campaignId: CampaignID }
 
@@ -68,9 +75,7 @@ struct TaskRoutes {
             task: id, helper: helper.userID,
             device: request.headers[HTTPField.Name("X-Device-ID")!].map { String($0.prefix(128)) },
             network: Self.network(request))
-        let outcome = try await runtime.pool.withTransaction(retryingSerializationFailures: 3) { connection in
-            try await TaskBook.help(help, fraud: fraud, correlation: context.requestID, on: connection)
-        }
+        let outcome = try await helps.help(help, correlation: context.requestID)
         switch outcome {
         case .counted(let state, let cut):
             return try Self.json(.ok, HelpResult(outcome: "counted", cut: cut, task: state))

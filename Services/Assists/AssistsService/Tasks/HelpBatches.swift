@@ -1,0 +1,244 @@
+import Domain
+import Foundation
+import Postgres
+import ServiceKit
+import Synchronization
+
+/// Helps that arrive together are applied together: one transaction of four round trips for up
+/// to `maxBatch` helps (the helpers' standing, the tasks locked in id order and read, one
+/// statement writing every task, help and event, `COMMIT`) instead of three round trips each.
+/// Nothing waits to form a batch: a help that finds a batcher free runs at once, alone, through
+/// `TaskBook.help`; helps that arrive while `maxRunning` batches are in progress queue and go
+/// together in the next one. Under load that is what takes the database's per-transaction and
+/// per-statement work off each help, and on a hot task it applies many helps per lock.
+///
+/// A batch gives each help the answer `TaskBook.help` would have given; any help it cannot
+/// decide on its own terms (a device or network to rate, a daily limit to count, a write that
+/// did not go as read) is taken alone, and a batch whose write conflicts is rolled back and
+/// every help in it taken alone.
+final class HelpBatcher: Sendable {
+    private struct Waiting {
+        var request: HelpRequest
+        var correlation: String?
+        var continuation: CheckedContinuation<HelpOutcome, any Error>
+    }
+
+    private struct State {
+        var waiting: [Waiting] = []
+        var running = 0
+    }
+
+    private let pool: PostgresPool
+    private let fraud: FraudRules
+    private let maxBatch: Int
+    private let maxRunning: Int
+    private let state = Mutex(State())
+
+    init(pool: PostgresPool, fraud: FraudRules, maxBatch: Int = 32, maxRunning: Int = 8) {
+        self.pool = pool
+        self.fraud = fraud
+        self.maxBatch = maxBatch
+        self.maxRunning = maxRunning
+    }
+
+    func help(_ request: HelpRequest, correlation: String?) async throws -> HelpOutcome {
+        // Device and network rules take turns on locks and counters per help.
+        if request.device != nil || request.network != nil { return try await alone(request, correlation: correlation) }
+        return try await withCheckedThrowingContinuation { continuation in
+            let start = state.withLock { state -> Bool in
+                state.waiting.append(Waiting(request: request, correlation: correlation, continuation: continuation))
+                guard state.running < maxRunning else { return false }
+                state.running += 1
+                return true
+            }
+            if start { Task { await self.drain() } }
+        }
+    }
+
+    private func alone(_ request: HelpRequest, correlation: String?) async throws -> HelpOutcome {
+        try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
+            try await TaskBook.help(request, fraud: fraud, correlation: correlation, on: connection)
+        }
+    }
+
+    /// Takes what waits, batch after batch, until nothing does.
+    private func drain() async {
+        while true {
+            let batch = state.withLock { state -> [Waiting] in
+                let batch = Array(state.waiting.prefix(maxBatch))
+                state.waiting.removeFirst(batch.count)
+                if batch.isEmpty { state.running -= 1 }
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            if batch.count == 1 {
+                let only = batch[0]
+                only.continuation.resume(with: await resultOf { try await alone(only.request, correlation: only.correlation) })
+                continue
+            }
+            var outcomes: [Result<HelpOutcome, any Error>?]
+            do {
+                outcomes = try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
+                    try await TaskBook.helpTogether(batch.map { ($0.request, $0.correlation) }, on: connection)
+                }
+            } catch {
+                outcomes = Array(repeating: nil, count: batch.count)
+            }
+            for (waiting, outcome) in zip(batch, outcomes) {
+                if let outcome {
+                    waiting.continuation.resume(with: outcome)
+                } else {
+                    // Alone, concurrently: these wait on their own locks and counters.
+                    Task { waiting.continuation.resume(with: await resultOf { try await self.alone(waiting.request, correlation: waiting.correlation) }) }
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of `body`, thrown errors included, to resume a waiting help with.
+private func resultOf<Value>(_ body: () async throws -> Value) async -> Result<Value, any Error> {
+    do { return .success(try await body()) } catch { return .failure(error) }
+}
+
+/// A write that did not go as the batch read it (another help came first through `TaskBook.help`,
+/// a helper who already helped): the batch is rolled back and its helps taken alone.
+struct HelpBatchConflict: Error {}
+
+extension TaskBook {
+    /// Several helps in the caller's transaction; one outcome per help, in order, `nil` for a help
+    /// to be taken alone. See `HelpBatcher`.
+    static func helpTogether(_ helps: [(request: HelpRequest, correlation: String?)], on connection: PostgresConnection) async throws
+        -> [Result<HelpOutcome, any Error>?]
+    {
+        let taskIDs = helps.map(\.request.task.rawValue)
+        let helperIDs = helps.map(\.request.helper.rawValue)
+        // The helpers' standing and referral, before any lock.
+        var standing: [Int: (newUser: Bool, shareID: ShareID?, referrer: UserID?)] = [:]
+        for row in try await connection.query(
+            """
+            SELECT r.n, NOT EXISTS (SELECT 1 FROM paid_users WHERE user_id = r.helper) AS new_user,
+                   click.share_id AS click_share_id, click.sharer_id AS click_sharer_id
+            FROM unnest(\(taskIDs)::uuid[], \(helperIDs)::text[]) WITH ORDINALITY AS r(task, helper, n)
+            LEFT JOIN tasks t ON t.id = r.task
+            LEFT JOIN LATERAL (
+                SELECT share_id, sharer_id FROM share_clicks
+                WHERE campaign_id = t.campaign_id AND clicker_id = r.helper AND sharer_id <> r.helper
+                  AND clicked_at > \(Date().addingTimeInterval(-7 * 86_400))
+                ORDER BY clicked_at DESC LIMIT 1) AS click ON true
+            """)
+        {
+            standing[try row.decode("n", as: Int.self) - 1] = (
+                try row.decode("new_user"), try row.decode("click_share_id", as: UUID?.self).map(ShareID.init(rawValue:)),
+                try row.decode("click_sharer_id", as: String?.self).map(UserID.init(rawValue:)))
+        }
+
+        // The tasks, locked in id order (two batches never wait on each other in a cycle).
+        var tasks: [TaskID: (row: Row, terms: CampaignTerms?)] = [:]
+        for row in try await connection.query(
+            """
+            SELECT task.*, (SELECT terms FROM campaign_rules WHERE campaign_id = task.campaign_id) AS terms
+            FROM (SELECT \(columns) FROM tasks WHERE id = ANY(\(Array(Set(taskIDs)))) ORDER BY id FOR NO KEY UPDATE) AS task
+            """)
+        {
+            let task = try Row(row)
+            tasks[task.id] = (task, try row.decode("terms", as: String?.self).map { try ReadModels.terms.decode($0) })
+        }
+
+        // Each help applied in arrival order to its task as the helps before it left it.
+        let now = Date()
+        var outcomes: [Result<HelpOutcome, any Error>?] = Array(repeating: nil, count: helps.count)
+        var helped: Set<String> = []
+        var helpRows: [(id: HelpID, task: TaskID, helper: Helper, step: Int, cut: Int64)] = []
+        var events: [Outbox.Record] = []
+        var moved: Set<TaskID> = []
+        for (index, (request, correlation)) in helps.enumerated() {
+            guard let entry = tasks[request.task] else {
+                outcomes[index] = .failure(Problem.notFound("no task \(request.task)"))
+                continue
+            }
+            var task = entry.row
+            guard request.helper != task.initiator else {
+                outcomes[index] = .failure(HelpRefusal.ownTask)
+                continue
+            }
+            guard task.status == "open", now < task.deadline, let terms = entry.terms else {
+                outcomes[index] = .failure(HelpRefusal.taskClosed)
+                continue
+            }
+            // A daily limit is a counter per helper: taken alone.
+            if (terms.bargain?.helperDailyLimit ?? 0) > 0 { continue }
+            guard helped.insert("\(request.task) \(request.helper.rawValue)").inserted else {
+                outcomes[index] = .failure(HelpRefusal.alreadyHelped)
+                continue
+            }
+            guard let (newUser, shareID, referrer) = standing[index] else { continue }
+            let helper = Helper(id: request.helper, newUser: newUser, shareID: shareID, referrer: referrer)
+            let helpID = HelpID()
+            let (step, cut) = nextCut(on: task, newUser: newUser)
+            task.priceNow -= cut
+            task.helperCount = step
+            task.lastCut = cut
+            let complete = task.kind == .bargain ? task.priceNow == task.floorPrice : step >= task.promised
+            if complete {
+                task.status = "completed"
+                task.payBy = now.addingTimeInterval(TimeInterval(terms.bargain?.payWindowSeconds ?? 1_800))
+            }
+            let state = task.state
+            events.append(try Outbox.Record(CloudEvent(
+                AssistRecorded(
+                    taskId: task.id, campaignId: task.campaign, initiatorId: task.initiator, helpId: helpID, helperId: helper.id,
+                    cut: Money(cut, task.currency), priceNow: state.priceNow, amountLeft: state.amountLeft, helperCount: step,
+                    helpersLeftAtMost: state.helpersLeftAtMost, newUser: newUser, shareId: shareID, referrerId: referrer, recordedAt: now),
+                correlationID: correlation)))
+            if complete {
+                events.append(try Outbox.Record(CloudEvent(
+                    AssistTaskCompleted(
+                        taskId: task.id, campaignId: task.campaign, kind: task.kind, initiatorId: task.initiator, finalPrice: state.priceNow,
+                        helperCount: step, payBy: task.payBy!, seed: task.seed, completedAt: now),
+                    correlationID: correlation)))
+            }
+            helpRows.append((helpID, task.id, helper, step, cut))
+            moved.insert(task.id)
+            tasks[task.id] = (task, terms)
+            outcomes[index] = .success(.counted(state, cut: Money(cut, task.currency)))
+        }
+        guard !helpRows.isEmpty else { return outcomes }
+
+        let finals = moved.sorted { $0.rawValue.uuidString < $1.rawValue.uuidString }.compactMap { tasks[$0]?.row }
+        let counts = try await connection.query(
+            """
+            WITH moved AS (
+                UPDATE tasks SET price_now = m.price_now, helper_count = m.helper_count, status = m.status,
+                    pay_by = NULLIF(m.pay_by, '')::timestamptz, ended_at = CASE WHEN m.status = 'completed' THEN now() END
+                FROM unnest(\(finals.map(\.id.rawValue))::uuid[], \(finals.map(\.priceNow))::int8[], \(finals.map { Int64($0.helperCount) })::int8[],
+                            \(finals.map(\.status))::text[], \(finals.map { $0.payBy?.postgresText ?? "" })::text[])
+                     AS m(id, price_now, helper_count, status, pay_by)
+                WHERE tasks.id = m.id AND tasks.status = 'open'
+                RETURNING 1),
+            helped AS (
+                INSERT INTO helps (id, task_id, helper_id, state, step, cut, counted_at, new_user, share_id, referrer_id)
+                SELECT h.id, h.task_id, h.helper_id, 'counted', h.step, h.cut, now(), h.new_user::bool, NULLIF(h.share_id, '')::uuid,
+                       NULLIF(h.referrer_id, '')
+                FROM unnest(\(helpRows.map(\.id.rawValue))::uuid[], \(helpRows.map(\.task.rawValue))::uuid[],
+                            \(helpRows.map(\.helper.id.rawValue))::text[], \(helpRows.map { Int64($0.step) })::int8[], \(helpRows.map(\.cut))::int8[],
+                            \(helpRows.map { $0.helper.newUser ? "true" : "false" })::text[],
+                            \(helpRows.map { $0.helper.shareID?.rawValue.uuidString ?? "" })::text[],
+                            \(helpRows.map { $0.helper.referrer?.rawValue ?? "" })::text[])
+                     AS h(id, task_id, helper_id, step, cut, new_user, share_id, referrer_id)
+                ON CONFLICT (task_id, helper_id) DO NOTHING
+                RETURNING 1),
+            appended AS (\(Outbox.insertion(of: events)))
+            SELECT (SELECT count(*) FROM moved)::int8 AS moved, (SELECT count(*) FROM helped)::int8 AS helped,
+                   (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended LIMIT 1) AS woken)::int8 AS woken
+            """).single()
+        // A helper who already helped (committed before this batch read): the batch must not stand.
+        guard try counts.decode("moved", as: Int.self) == finals.count, try counts.decode("helped", as: Int.self) == helpRows.count else {
+            throw HelpBatchConflict()
+        }
+        for task in finals where task.status == "completed" {
+            try await Schedule.cancel(kind: expiryJob, key: task.id.description, on: connection)
+        }
+        return outcomes
+    }
+}
