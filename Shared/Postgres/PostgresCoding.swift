@@ -380,11 +380,25 @@ public struct PostgresJSON<Value: Codable & Sendable>: PostgresEncodable, Postgr
 
 extension Array: PostgresEncodable where Element: PostgresArrayElement {
     public static var postgresType: PostgresType { Element.postgresArrayType }
+    /// `{"a","b"}` with `"` and `\` escaped, byte by byte: the payloads of a batch's events go
+    /// through here, and Foundation's `replacingOccurrences` made this a quarter of a help's CPU.
     public var postgresText: String {
-        "{" + map { element in
-            let text = element.postgresText
-            return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }.joined(separator: ",") + "}"
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        for (index, element) in enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(UInt8(ascii: "\""))
+            var text = element.postgresText
+            text.withUTF8 { utf8 in
+                bytes.reserveCapacity(bytes.count + utf8.count + 3)
+                for byte in utf8 {
+                    if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { bytes.append(UInt8(ascii: "\\")) }
+                    bytes.append(byte)
+                }
+            }
+            bytes.append(UInt8(ascii: "\""))
+        }
+        bytes.append(UInt8(ascii: "}"))
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

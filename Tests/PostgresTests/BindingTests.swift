@@ -81,6 +81,14 @@ struct BindingTests {
         }
     }
 
+    @Test func hostileStringsRoundTripUnchangedAsAnArray() async throws {
+        try await withTestPool { pool in
+            let rows = try await pool.query(
+                "SELECT t, n FROM unnest(\(Self.hostileStrings)::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n")
+            #expect(try rows.map { try $0.decode("t", as: String.self) } == Self.hostileStrings)
+        }
+    }
+
     @Test func scalarsRoundTripThroughSelect() async throws {
         try await withTestPool { pool in
             for value in [0, 1, -1, Int.max, Int.min] {
