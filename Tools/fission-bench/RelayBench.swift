@@ -46,17 +46,25 @@ struct RelayBench: AsyncParsableCommand {
 
         var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
         configuration.lingerMilliseconds = 5
-        // The reference: the same records straight from our producer (warmed up, batches of 1,000).
+        // The reference: the same records straight from our producer (warmed up, batches of 1,000,
+        // as many in flight as the relay keeps), without the database on either side.
         let bare = try KafkaProducer(configuration: configuration, logger: logger)
         try await bare.send(KafkaOutgoingMessage(topic: "bench.producer", key: "warm-up", value: Array("x".utf8)))
         let payload = Array(String(repeating: "x", count: 300).utf8)
         let bareStart = ContinuousClock.now
-        for start in stride(from: 0, to: events, by: 1_000) {
-            let outcomes = await bare.send((start..<min(start + 1_000, events)).map {
-                KafkaOutgoingMessage(topic: "bench.producer", key: Array("key-\($0 % 1000)".utf8), value: payload)
-            })
-            guard outcomes.allSatisfy({ if case .success = $0 { true } else { false } }) else { throw ValidationError("bare sends failed") }
+        var inFlight: [KafkaDeliveries] = []
+        func settle(_ deliveries: KafkaDeliveries) async throws {
+            guard await deliveries.outcomes().allSatisfy({ if case .success = $0 { true } else { false } }) else {
+                throw ValidationError("bare sends failed")
+            }
         }
+        for start in stride(from: 0, to: events, by: 1_000) {
+            if inFlight.count == batchesInFlight { try await settle(inFlight.removeFirst()) }
+            inFlight.append(await bare.enqueue((start..<min(start + 1_000, events)).map {
+                KafkaOutgoingMessage(topic: "bench.producer", key: Array("key-\($0 % 1000)".utf8), value: payload)
+            }))
+        }
+        for deliveries in inFlight { try await settle(deliveries) }
         let bareRate = Double(events) / (ContinuousClock.now - bareStart).inSeconds
         await bare.shutdown()
 
