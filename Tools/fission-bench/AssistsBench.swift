@@ -37,6 +37,9 @@ struct AssistsBench: AsyncParsableCommand {
     @Option(help: "Helps/s of the latency run (default: half the spread saturation rate).")
     var latencyRate: Double?
 
+    @Option(help: "Helps/s of the second latency run: a rate the whole pipeline keeps up with on two cores.")
+    var sustainedRate: Double = 300
+
     @Option(help: "JSON results file (merged with what is there).")
     var output = "bench/results.json"
 
@@ -140,28 +143,40 @@ struct AssistsBench: AsyncParsableCommand {
             throw ValidationError("\(run.failed) of \(run.requests) helps failed under wrk (see \(logs.path))")
         }
 
-        // The saturation runs leave notifications behind; the latency run starts once it has
-        // caught up (its inbox stopped growing), or it would measure that backlog.
-        let notificationsDB = PostgresPool(configuration: cluster.adminConfiguration.with(database: "notifications"), options: .init(maxConnections: 1))
-        var handled = -1
-        var steadySince = ContinuousClock.now
-        while ContinuousClock.now - steadySince < .seconds(3) {
-            let now = try await notificationsDB.query("SELECT count(*)::int8 AS n FROM inbox").single().decode("n", as: Int.self)
-            if now != handled { (handled, steadySince) = (now, .now) }
-            try await Task.sleep(for: .milliseconds(250))
+        // Each open-loop run starts once notifications caught up with what came before (its
+        // inbox stopped growing), or it would measure that backlog.
+        func settled() async throws {
+            let notificationsDB = PostgresPool(configuration: cluster.adminConfiguration.with(database: "notifications"), options: .init(maxConnections: 1))
+            var handled = -1
+            var steadySince = ContinuousClock.now
+            while ContinuousClock.now - steadySince < .seconds(3) {
+                let now = try await notificationsDB.query("SELECT count(*)::int8 AS n FROM inbox").single().decode("n", as: Int.self)
+                if now != handled { (handled, steadySince) = (now, .now) }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            await notificationsDB.close()
         }
-        await notificationsDB.close()
 
-        // Half the saturation rate, open loop, spread over the same tasks; each initiator
-        // follows their inbox stream.
-        let halfRate = latencyRate ?? spreadRun.rate / 2
-        let count = Int(halfRate * Double(latencySeconds))
-        let lines = try await helpLines(count) { spread[$0 % spread.count] }
-        let halfStarted = Date()
-        let half = try await OpenLoop.run(
-            base: assists, inbox: bases["notifications"]!, helps: lines, rate: halfRate,
-            initiators: Dictionary(uniqueKeysWithValues: initiators.dropFirst().map { ($0.task, $0.token) }))
-        let stages = try await pipelineStages(cluster, since: halfStarted)
+        /// An open-loop run at `rate`, spread over the same tasks, every initiator following their
+        /// inbox stream; with where the notifications waited and the cores each process kept busy.
+        func openLoop(at rate: Double) async throws -> (OpenLoop.Result, stages: (published: OpenLoop.Percentiles, consumed: OpenLoop.Percentiles), cores: [Double]) {
+            try await settled()
+            let lines = try await helpLines(Int(rate * Double(latencySeconds))) { spread[$0 % spread.count] }
+            let started = Date()
+            let before = [BenchProcesses.cpuSeconds(getpid()), BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.cpuSeconds(pids[1]),
+                          BenchProcesses.clusterCPUSeconds(cluster)]
+            let result = try await OpenLoop.run(
+                base: assists, inbox: bases["notifications"]!, helps: lines, rate: rate,
+                initiators: Dictionary(uniqueKeysWithValues: initiators.dropFirst().map { ($0.task, $0.token) }))
+            let seconds = Date().timeIntervalSince(started)
+            let after = [BenchProcesses.cpuSeconds(getpid()), BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.cpuSeconds(pids[1]),
+                         BenchProcesses.clusterCPUSeconds(cluster)]
+            return (result, try await pipelineStages(cluster, since: started), zip(after, before).map { ($0 - $1) / seconds })
+        }
+        // Half the saturation rate, as the target is set; then a rate this machine sustains with
+        // the whole pipeline (notifications, their streams and the load generator) beside it.
+        let (half, stages, cores) = try await openLoop(at: latencyRate ?? spreadRun.rate / 2)
+        let (sustained, sustainedStages, sustainedCores) = try await openLoop(at: sustainedRate)
 
         print("Assists helps through HTTP (release executables), pgbench -N on the same server, same run")
         func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
@@ -176,8 +191,16 @@ struct AssistsBench: AsyncParsableCommand {
         row("saturation, one hot task", hotRun.rate, hotRun.p50, hotRun.p99, String(format: "≥ %.0f", spreadRun.rate * 0.5))
         row("half saturation, open loop", half.rate, half.latency.p50, half.latency.p99, "p99 ≤ 25")
         row("help response → initiator's stream", half.rate, half.endToEnd.p50, half.endToEnd.p99, "p99 ≤ 250")
-        print(String(format: "where a help's notification waits (half saturation, from the help's commit): relay acknowledged p50 %.1f p99 %.1f ms; notifications consumer took it up p50 %.1f p99 %.1f ms",
-                     stages.published.p50, stages.published.p99, stages.consumed.p50, stages.consumed.p99))
+        row("sustained rate, open loop", sustained.rate, sustained.latency.p50, sustained.latency.p99, "")
+        row("sustained: help response → initiator's stream", sustained.rate, sustained.endToEnd.p50, sustained.endToEnd.p99, "")
+        for (name, stages, cores) in [("half saturation", stages, cores), ("sustained rate", sustainedStages, sustainedCores)] {
+            print(String(format: "%@: a help's notification, from the help's commit: relay acknowledged p50 %.1f p99 %.1f ms, notifications consumer took it up p50 %.1f p99 %.1f ms",
+                         name as NSString, stages.published.p50, stages.published.p99, stages.consumed.p50, stages.consumed.p99))
+            // What the pipeline leaves of the machine (the load generator, its inbox streams and
+            // the broker are this process).
+            print(String(format: "%@: cores busy: load generator, streams and broker %.2f, assists %.2f, notifications %.2f, PostgreSQL %.2f (of %d)",
+                         name as NSString, cores[0], cores[1], cores[2], cores[3], ProcessInfo.processInfo.activeProcessorCount))
+        }
         print(String(format: "CPU per help (spread, whole pipeline): assists %.0f µs, notifications %.0f µs, PostgreSQL (both databases) %.0f µs",
                      serviceCPU, notifierCPU, databaseCPU))
         print(String(format: "spread ÷ pgbench = %.2f (target ≥ 0.80); hot ÷ spread = %.2f (target ≥ 0.50); %d of %d notifications seen",
@@ -189,6 +212,9 @@ struct AssistsBench: AsyncParsableCommand {
                                           "database_cpu_us_per_help": databaseCPU]),
             ("assists.hot_task_helps_per_s", ["value": hotRun.rate, "reference": spreadRun.rate, "ratio": hotRun.rate / spreadRun.rate,
                                               "target_ratio": 0.5, "p50_ms": hotRun.p50, "p99_ms": hotRun.p99]),
+            ("assists.sustained_latency", ["rate": sustained.rate, "p50_ms": sustained.latency.p50, "p99_ms": sustained.latency.p99,
+                                           "help_to_inbox_p50_ms": sustained.endToEnd.p50, "help_to_inbox_p99_ms": sustained.endToEnd.p99,
+                                           "busy_cores": sustainedCores.reduce(0, +)]),
             ("assists.half_saturation_latency", ["rate": half.rate, "p50_ms": half.latency.p50, "p99_ms": half.latency.p99, "target_p99_ms": 25]),
             ("assists.help_to_inbox_latency", ["rate": half.rate, "p50_ms": half.endToEnd.p50, "p99_ms": half.endToEnd.p99,
                                                "target_p99_ms": 250, "seen": Double(half.notified), "sent": Double(half.sent),

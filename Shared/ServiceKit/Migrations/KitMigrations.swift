@@ -20,6 +20,13 @@ public enum KitMigrations {
             CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
             CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL;
             """),
+        Migration(version: "0000_kit_outbox_vacuum", sql: """
+            -- Every outbox row is updated once (published) and purged later: vacuum after a fixed
+            -- number of dead rows, not a fraction of a table that may hold a week of events. Until
+            -- vacuumed, the relay's read of unpublished rows steps over every published one.
+            ALTER TABLE outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000,
+                                    autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 5000);
+            """),
         Migration(version: "0000_kit_inbox", sql: """
             -- What each consumer has handled, written in the handler's transaction: a redelivered
             -- event finds its row and has no second effect.
