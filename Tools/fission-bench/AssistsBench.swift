@@ -53,35 +53,11 @@ struct AssistsBench: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "fission.bench.assists")
         logger.logLevel = .error
-        let cluster = try await EphemeralPostgres.start(logger: logger)
-        defer { try? cluster.stop() }
-        let admin = PostgresPool(configuration: cluster.adminConfiguration, options: .init(maxConnections: 1))
-        for database in ["assists", "notifications"] { try await admin.query("CREATE DATABASE \(identifier: database)") }
-        await admin.close()
-        let broker = try KafkaLocalBroker(logger: logger)
-        for topic in Topics.allWithDeadLetters { try broker.createTopic(topic.name, partitions: topic.partitions) }
-        let secret = "bench-secret-0123456789abcdef0123456789"
-        let logs = FileManager.default.temporaryDirectory.appendingPathComponent("fission-bench-assists-\(UUID())")
-        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
-        var bases: [String: String] = [:]
-        var pids: [pid_t] = []
-        for service in ["assists", "notifications"] {
-            let port = try freeTCPPort()
-            var environment = BenchProcesses.environment(
-                service: service, database: cluster.adminConfiguration.with(database: service).url, brokers: broker.bootstrapServers,
-                secret: secret, port: port)
-            environment["FISSION_DATABASE_POOL_SIZE"] = String(pool)
-            // Every request comes from 127.0.0.1 and each helper helps once: the abuse limits are
-            // not what is measured.
-            environment["FISSION_RATE_LIMIT_PER_ADDRESS"] = "off"
-            let (_, pid) = try await BenchProcesses.startUntilReady(
-                service, environment: environment, log: logs.appendingPathComponent("\(service).log").path, port: port)
-            pids.append(pid)
-            bases[service] = "http://127.0.0.1:\(port)"
-        }
-        defer {
-            for pid in pids { ChildProcess.stop(pid) }
-        }
+        let stack = try await BenchStack.start(["assists", "notifications"], pool: pool, label: "assists", logger: logger)
+        var succeeded = false
+        defer { stack.stop(keepingLogs: !succeeded) }
+        let (cluster, broker, bases, logs, secret) = (stack.cluster, stack.broker, stack.bases, stack.logs, BenchStack.secret)
+        let pids = [stack.pids["assists"]!, stack.pids["notifications"]!]
         let assists = bases["assists"]!
 
         // A bargain campaign with room for every help: the promise is larger than any run.
@@ -221,7 +197,7 @@ struct AssistsBench: AsyncParsableCommand {
                                                "relay_acked_p50_ms": stages.published.p50, "relay_acked_p99_ms": stages.published.p99,
                                                "consumer_started_p50_ms": stages.consumed.p50, "consumer_started_p99_ms": stages.consumed.p99]),
         ], to: output)
-        try? FileManager.default.removeItem(at: logs)
+        succeeded = true
     }
 
     /// The stages of the half-saturation run's AssistRecorded events, from the help's commit

@@ -1,9 +1,13 @@
 import ArgumentParser
+import Domain
 import FissionTesting
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import Kafka
+import Logging
+import Postgres
 
 /// The service executables next to this benchmark (the same build), started and stopped as
 /// separate processes so their CPU and memory are theirs alone.
@@ -82,5 +86,66 @@ enum BenchProcesses {
             if fields.count > 2, pid_t(fields[1]) == postmaster { total += cpuSeconds(pid) }
         }
         return total
+    }
+}
+
+/// What the service benchmarks run on: a throwaway PostgreSQL cluster with a database per
+/// service, the local broker with every topic, and the release service executables, each its own
+/// process, with the abuse limits off (every request comes from 127.0.0.1 and each shopper acts
+/// once: those limits are not what is measured).
+struct BenchStack {
+    static let secret = "bench-secret-0123456789abcdef0123456789"
+    let cluster: EphemeralPostgres
+    let broker: KafkaLocalBroker
+    /// Service → its base URL, and its process.
+    let bases: [String: String]
+    let pids: [String: pid_t]
+    let environments: [String: [String: String]]
+    /// Where the services log; kept when a run fails.
+    let logs: URL
+
+    static func start(_ services: [String], pool: Int, label: String, logger: Logger) async throws -> BenchStack {
+        let cluster = try await EphemeralPostgres.start(logger: logger)
+        do {
+            let admin = PostgresPool(configuration: cluster.adminConfiguration, options: .init(maxConnections: 1))
+            for service in services { try await admin.query("CREATE DATABASE \(identifier: service)") }
+            await admin.close()
+            let broker = try KafkaLocalBroker(logger: logger)
+            for topic in Topics.allWithDeadLetters { try broker.createTopic(topic.name, partitions: topic.partitions) }
+            let logs = FileManager.default.temporaryDirectory.appendingPathComponent("fission-bench-\(label)-\(UUID())")
+            try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+            var bases: [String: String] = [:]
+            var pids: [String: pid_t] = [:]
+            var environments: [String: [String: String]] = [:]
+            for service in services {
+                let port = try freeTCPPort()
+                var environment = BenchProcesses.environment(
+                    service: service, database: cluster.adminConfiguration.with(database: service).url, brokers: broker.bootstrapServers,
+                    secret: secret, port: port)
+                environment["FISSION_DATABASE_POOL_SIZE"] = String(pool)
+                environment["FISSION_RATE_LIMIT_PER_ADDRESS"] = "off"
+                do {
+                    let (_, pid) = try await BenchProcesses.startUntilReady(
+                        service, environment: environment, log: logs.appendingPathComponent("\(service).log").path, port: port)
+                    pids[service] = pid
+                } catch {
+                    for pid in pids.values { ChildProcess.stop(pid) }
+                    throw error
+                }
+                bases[service] = "http://127.0.0.1:\(port)"
+                environments[service] = environment
+            }
+            return BenchStack(cluster: cluster, broker: broker, bases: bases, pids: pids, environments: environments, logs: logs)
+        } catch {
+            try? cluster.stop()
+            throw error
+        }
+    }
+
+    /// Stops the services and the cluster; the logs go only after a run that succeeded.
+    func stop(keepingLogs: Bool) {
+        for pid in pids.values { ChildProcess.stop(pid) }
+        try? cluster.stop()
+        if !keepingLogs { try? FileManager.default.removeItem(at: logs) }
     }
 }

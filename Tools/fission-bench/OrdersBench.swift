@@ -53,38 +53,13 @@ struct OrdersBench: AsyncParsableCommand {
         }
         var logger = Logger(label: "fission.bench.orders")
         logger.logLevel = .error
-        let cluster = try await EphemeralPostgres.start(logger: logger)
-        defer { try? cluster.stop() }
-        let admin = PostgresPool(configuration: cluster.adminConfiguration, options: .init(maxConnections: 1))
-        for database in ["campaigns", "orders"] { try await admin.query("CREATE DATABASE \(identifier: database)") }
-        await admin.close()
-        let broker = try KafkaLocalBroker(logger: logger)
-        for topic in Topics.allWithDeadLetters { try broker.createTopic(topic.name, partitions: topic.partitions) }
-        let secret = "bench-secret-0123456789abcdef0123456789"
-        let logs = FileManager.default.temporaryDirectory.appendingPathComponent("fission-bench-orders-\(UUID())")
-        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
-        var bases: [String: String] = [:]
-        var pids: [String: pid_t] = [:]
-        defer {
-            for pid in pids.values { ChildProcess.stop(pid) }
+        let stack = try await BenchStack.start(["campaigns", "orders"], pool: pool, label: "orders", logger: logger)
+        var succeeded = false
+        defer { stack.stop(keepingLogs: !succeeded) }
+        let (cluster, bases, pids, logs, secret) = (stack.cluster, stack.bases, stack.pids, stack.logs, BenchStack.secret)
+        guard let webhookSecret = stack.environments["orders"]?["FISSION_PAYMENT_WEBHOOK_SECRET"], !webhookSecret.isEmpty else {
+            throw ValidationError("BenchProcesses.environment gives orders no FISSION_PAYMENT_WEBHOOK_SECRET")
         }
-        var webhookSecret = ""
-        for service in ["campaigns", "orders"] {
-            let port = try freeTCPPort()
-            var environment = BenchProcesses.environment(
-                service: service, database: cluster.adminConfiguration.with(database: service).url, brokers: broker.bootstrapServers,
-                secret: secret, port: port)
-            environment["FISSION_DATABASE_POOL_SIZE"] = String(pool)
-            // Every request comes from 127.0.0.1 and each shopper orders once: the abuse limits
-            // are not what is measured.
-            environment["FISSION_RATE_LIMIT_PER_ADDRESS"] = "off"
-            if service == "orders" { webhookSecret = environment["FISSION_PAYMENT_WEBHOOK_SECRET"] ?? "" }
-            let (_, pid) = try await BenchProcesses.startUntilReady(
-                service, environment: environment, log: logs.appendingPathComponent("\(service).log").path, port: port)
-            pids[service] = pid
-            bases[service] = "http://127.0.0.1:\(port)"
-        }
-        guard !webhookSecret.isEmpty else { throw ValidationError("BenchProcesses.environment gives orders no FISSION_PAYMENT_WEBHOOK_SECRET") }
 
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1_024)
@@ -124,7 +99,7 @@ struct OrdersBench: AsyncParsableCommand {
             ("orders.flows", ["orders_per_s": ordersPerSecond, "teams_per_s": teamsPerSecond, "p50_ms": latency.p50, "p99_ms": latency.p99,
                               "reference_pgbench_tps": measured.reference, "ratio": ratio]),
         ], to: output)
-        try? FileManager.default.removeItem(at: logs)
+        succeeded = true
     }
 
     struct Measured {
