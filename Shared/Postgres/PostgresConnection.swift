@@ -104,8 +104,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs one statement with its interpolated values bound as parameters.
     ///
     /// A statement's text is parsed by the server once per connection (a named prepared
-    /// statement, planned per execution: see `PostgresConfiguration`), not on every call; a transaction's `BEGIN` travels in the same round
-    /// trip as its first statement (libpq pipeline mode).
+    /// statement, planned per execution: see `PostgresConfiguration`), not on every call; a
+    /// transaction's `BEGIN` travels in the same round trip as its first statement (libpq
+    /// pipeline mode).
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
         logger.trace("query", metadata: ["sql": "\(query.sql)"])
