@@ -185,8 +185,10 @@ struct HelpTests {
     /// 100 honest friends each on their own phone and network. The device limit (10 a day) lets
     /// 10 helps per phone through; the velocity rule (more than 5 a minute from one device) holds
     /// the second 5 of those for review; every honest help counts.
-    @Test func aFarmOfFakeAccountsSharingPhonesAndNetworksIsLimitedAndHeldForReview() async throws {
+    @Test(arguments: [false, true])
+    func aFarmOfFakeAccountsSharingPhonesAndNetworksIsLimitedAndHeldForReview(batched: Bool) async throws {
         try await withAssistsDatabase { pool in
+            let batcher = batched ? HelpBatcher(pool: pool, fraud: FraudRules(), maxBatch: 16, maxRunning: 4) : nil
             let campaign = try await knownCampaign(bargainTerms(helpers: 30, deviceLimit: 10), on: pool)
             var started: [TaskID] = []
             for index in 0..<30 { started.append(try await startTask(campaign, initiator: "u-initiator-\(index)", on: pool).taskId) }
@@ -201,7 +203,7 @@ struct HelpTests {
                     let tally = index < farm.count ? farmOutcomes : honestOutcomes
                     group.addTask {
                         let refusal = try await help(tasks[index % tasks.count], by: account.helper, device: account.device,
-                                                     network: account.network, on: pool)
+                                                     network: account.network, through: batcher, on: pool)
                         await tally.add(refusal ?? "counted or held")
                     }
                 }
@@ -228,8 +230,10 @@ struct HelpTests {
 
     /// With no daily device limit nothing else makes one phone's helps take turns: the velocity
     /// rule itself must, or concurrent helps each see too few of the others.
-    @Test func concurrentBurstsFromOnePhoneAreHeldExactlyWithoutADeviceLimit() async throws {
+    @Test(arguments: [false, true])
+    func concurrentBurstsFromOnePhoneAreHeldExactlyWithoutADeviceLimit(batched: Bool) async throws {
         try await withAssistsDatabase { pool in
+            let batcher = batched ? HelpBatcher(pool: pool, fraud: FraudRules(), maxBatch: 16, maxRunning: 4) : nil
             let campaign = try await knownCampaign(bargainTerms(helpers: 30), on: pool)
             var started: [TaskID] = []
             for index in 0..<20 { started.append(try await startTask(campaign, initiator: "u-initiator-\(index)", on: pool).taskId) }
@@ -238,7 +242,7 @@ struct HelpTests {
             try await markPaid(farm, on: pool)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (index, helper) in farm.enumerated() {
-                    group.addTask { _ = try await help(tasks[index % tasks.count], by: helper, device: "phone-\(index % 2)", on: pool) }
+                    group.addTask { _ = try await help(tasks[index % tasks.count], by: helper, device: "phone-\(index % 2)", through: batcher, on: pool) }
                 }
                 try await group.waitForAll()
             }
@@ -246,6 +250,46 @@ struct HelpTests {
             let held = try await pool.query("SELECT count(*)::int8 AS n FROM helps WHERE state = 'held'").single().decode("n", as: Int.self)
             #expect(counted == 10, "five a minute per phone")
             #expect(held == 50)
+        }
+    }
+
+    /// Through the batcher, with no limits set: two farm phones, a farm of fresh phones behind
+    /// one network, and honest friends each on their own phone and network, all at once. Exactly
+    /// five a minute per phone and thirty per network count, and every honest help does.
+    @Test func batchedBurstsFromPhonesAndANetworkAreHeldExactly() async throws {
+        try await withAssistsDatabase { pool in
+            let campaign = try await knownCampaign(bargainTerms(helpers: 100), on: pool)
+            var started: [TaskID] = []
+            for index in 0..<10 { started.append(try await startTask(campaign, initiator: "u-initiator-\(index)", on: pool).taskId) }
+            let tasks = started
+            // Two phones, each behind its own network, 20 helps each; and 45 helps from fresh
+            // phones all behind one network.
+            let farm = (0..<40).map { (helper: "u-farm-\($0)", device: "phone-\($0 % 2)", network: "10.8.\($0 % 2).0/24") }
+                + (40..<85).map { (helper: "u-farm-\($0)", device: "fresh-\($0)", network: "10.9.9.0/24") }
+            let honest = (0..<40).map { (helper: "u-friend-\($0)", device: "own-\($0)", network: "172.20.\($0).0/24") }
+            try await markPaid((farm + honest).map(\.helper), on: pool)
+            let batcher = HelpBatcher(pool: pool, fraud: FraudRules(), maxBatch: 16, maxRunning: 4)
+            let outcomes = Tally()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, account) in (farm + honest).enumerated() {
+                    group.addTask {
+                        let refusal = try await help(
+                            tasks[index % tasks.count], by: account.helper, device: account.device, network: account.network, through: batcher, on: pool)
+                        await outcomes.add(refusal ?? "counted or held")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(await outcomes.counts == ["counted or held": 125])
+            func count(_ condition: StaticString) async throws -> Int {
+                try await pool.query("SELECT count(*)::int8 AS n FROM helps WHERE \(PostgresSQLFragment(stringLiteral: condition))").single().decode("n")
+            }
+            #expect(try await count("device_id = 'phone-0' AND state = 'counted'") == 5, "five a minute per phone")
+            #expect(try await count("device_id = 'phone-1' AND state = 'counted'") == 5, "five a minute per phone")
+            #expect(try await count("network = '10.9.9.0/24' AND state = 'counted'") == 30, "thirty a minute per network")
+            #expect(try await count("helper_id LIKE 'u-friend-%' AND state = 'counted'") == 40, "every honest help counts")
+            #expect(try await emitted(AssistHeldForReview.self, on: pool).count == 15 + 15 + 15)
+            #expect(try await emitted(AssistRecorded.self, on: pool).count == 5 + 5 + 30 + 40)
         }
     }
 

@@ -12,10 +12,12 @@ import Synchronization
 /// together in the next one. Under load that is what takes the database's per-transaction and
 /// per-statement work off each help, and on a hot task it applies many helps per lock.
 ///
-/// A batch gives each help the answer `TaskBook.help` would have given; any help it cannot
-/// decide on its own terms (a device or network to rate, a daily limit to count, a write that
-/// did not go as read) is taken alone, and a batch whose write conflicts is rolled back and
-/// every help in it taken alone.
+/// A batch gives each help the answer `TaskBook.help` would have given, velocity rules included:
+/// it takes the device and network locks of all its helps at once, in sorted order (as a lone
+/// help takes device before network, so no two wait on each other in a cycle), counts their
+/// recent helps once and counts its own helps on as it goes. A help on a campaign with a daily,
+/// device or network limit (a counter per help) is taken alone, and a batch whose write
+/// conflicts is rolled back and every help in it taken alone.
 final class HelpBatcher: Sendable {
     private struct Waiting {
         var request: HelpRequest
@@ -42,9 +44,7 @@ final class HelpBatcher: Sendable {
     }
 
     func help(_ request: HelpRequest, correlation: String?) async throws -> HelpOutcome {
-        // Device and network rules take turns on locks and counters per help.
-        if request.device != nil || request.network != nil { return try await alone(request, correlation: correlation) }
-        return try await withCheckedThrowingContinuation { continuation in
+        try await withCheckedThrowingContinuation { continuation in
             let start = state.withLock { state -> Bool in
                 state.waiting.append(Waiting(request: request, correlation: correlation, continuation: continuation))
                 guard state.running < maxRunning else { return false }
@@ -79,7 +79,7 @@ final class HelpBatcher: Sendable {
             var outcomes: [Result<HelpOutcome, any Error>?]
             do {
                 outcomes = try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
-                    try await TaskBook.helpTogether(batch.map { ($0.request, $0.correlation) }, on: connection)
+                    try await TaskBook.helpTogether(batch.map { ($0.request, $0.correlation) }, fraud: fraud, on: connection)
                 }
             } catch {
                 outcomes = Array(repeating: nil, count: batch.count)
@@ -108,9 +108,9 @@ struct HelpBatchConflict: Error {}
 extension TaskBook {
     /// Several helps in the caller's transaction; one outcome per help, in order, `nil` for a help
     /// to be taken alone. See `HelpBatcher`.
-    static func helpTogether(_ helps: [(request: HelpRequest, correlation: String?)], on connection: PostgresConnection) async throws
-        -> [Result<HelpOutcome, any Error>?]
-    {
+    static func helpTogether(
+        _ helps: [(request: HelpRequest, correlation: String?)], fraud: FraudRules, on connection: PostgresConnection
+    ) async throws -> [Result<HelpOutcome, any Error>?] {
         let taskIDs = helps.map(\.request.task.rawValue)
         let helperIDs = helps.map(\.request.helper.rawValue)
         // The helpers' standing and referral, before any lock.
@@ -133,6 +133,35 @@ extension TaskBook {
                 try row.decode("click_sharer_id", as: String?.self).map(UserID.init(rawValue:)))
         }
 
+        // The velocity rules: every device's and network's turn at once, then their recent helps
+        // counted in a statement of their own (its snapshot must follow the locks).
+        let devices = Array(Set(helps.compactMap(\.request.device)))
+        let networks = Array(Set(helps.compactMap(\.request.network)))
+        var recentByDevice: [String: Int] = [:]
+        var recentByNetwork: [String: Int] = [:]
+        if !devices.isEmpty || !networks.isEmpty {
+            let keys = (devices.map { "fission.help.device:" + $0 } + networks.map { "fission.help.network:" + $0 }).sorted()
+            try await connection.query(
+                "SELECT count(pg_advisory_xact_lock(hashtext(key))) FROM (SELECT key FROM unnest(\(keys)::text[]) AS key ORDER BY key) AS ordered")
+            let since = Date().addingTimeInterval(-Double(fraud.window.components.seconds))
+            for row in try await connection.query(
+                """
+                SELECT 'device' AS kind, device_id AS key, count(*)::int8 AS n FROM helps
+                WHERE device_id = ANY(\(devices)::text[]) AND created_at > \(since) GROUP BY device_id
+                UNION ALL
+                SELECT 'network', network, count(*)::int8 FROM helps
+                WHERE network = ANY(\(networks)::text[]) AND created_at > \(since) GROUP BY network
+                """)
+            {
+                let key: String = try row.decode("key")
+                if try row.decode("kind", as: String.self) == "device" {
+                    recentByDevice[key] = try row.decode("n")
+                } else {
+                    recentByNetwork[key] = try row.decode("n")
+                }
+            }
+        }
+
         // The tasks, locked in id order (two batches never wait on each other in a cycle).
         var tasks: [TaskID: (row: Row, terms: CampaignTerms?)] = [:]
         for row in try await connection.query(
@@ -149,7 +178,8 @@ extension TaskBook {
         let now = Date()
         var outcomes: [Result<HelpOutcome, any Error>?] = Array(repeating: nil, count: helps.count)
         var helped: Set<String> = []
-        var helpRows: [(id: HelpID, task: TaskID, helper: Helper, step: Int, cut: Int64)] = []
+        // A held help has no step.
+        var helpRows: [(id: HelpID, task: TaskID, helper: Helper, step: Int?, cut: Int64)] = []
         var events: [Outbox.Record] = []
         var moved: Set<TaskID> = []
         for (index, (request, correlation)) in helps.enumerated() {
@@ -166,15 +196,36 @@ extension TaskBook {
                 outcomes[index] = .failure(HelpRefusal.taskClosed)
                 continue
             }
-            // A daily limit is a counter per helper: taken alone.
-            if (terms.bargain?.helperDailyLimit ?? 0) > 0 { continue }
+            // A limit is a counter per help: taken alone.
+            if let rules = terms.bargain, rules.helperDailyLimit > 0 || rules.deviceLimit > 0 || rules.networkLimit > 0 { continue }
             guard helped.insert("\(request.task) \(request.helper.rawValue)").inserted else {
                 outcomes[index] = .failure(HelpRefusal.alreadyHelped)
                 continue
             }
             guard let (newUser, shareID, referrer) = standing[index] else { continue }
-            let helper = Helper(id: request.helper, newUser: newUser, shareID: shareID, referrer: referrer)
+            let helper = Helper(
+                id: request.helper, newUser: newUser, shareID: shareID, referrer: referrer, device: request.device, network: request.network)
             let helpID = HelpID()
+            // As `suspicion` would see it: the recent helps plus this batch's before this one.
+            var suspicion: String?
+            if let device = request.device {
+                let recent = recentByDevice[device, default: 0]
+                recentByDevice[device] = recent + 1
+                if recent >= fraud.deviceBurst { suspicion = "deviceBurst: \(recent + 1) helps from one device within \(fraud.window)" }
+            }
+            if suspicion == nil, let network = request.network {
+                let recent = recentByNetwork[network, default: 0]
+                if recent >= fraud.networkBurst { suspicion = "networkBurst: \(recent + 1) helps from one network within \(fraud.window)" }
+            }
+            if let network = request.network { recentByNetwork[network, default: 0] += 1 }
+            if let reason = suspicion {
+                events.append(try Outbox.Record(CloudEvent(
+                    AssistHeldForReview(taskId: task.id, campaignId: task.campaign, helpId: helpID, helperId: request.helper, reason: reason, heldAt: now),
+                    correlationID: correlation)))
+                helpRows.append((helpID, task.id, helper, nil, 0))
+                outcomes[index] = .success(.held(task.state))
+                continue
+            }
             let (step, cut) = nextCut(on: task, newUser: newUser)
             task.priceNow -= cut
             task.helperCount = step
@@ -217,15 +268,17 @@ extension TaskBook {
                 WHERE tasks.id = m.id AND tasks.status = 'open'
                 RETURNING 1),
             helped AS (
-                INSERT INTO helps (id, task_id, helper_id, state, step, cut, counted_at, new_user, share_id, referrer_id)
-                SELECT h.id, h.task_id, h.helper_id, 'counted', h.step, h.cut, now(), h.new_user::bool, NULLIF(h.share_id, '')::uuid,
-                       NULLIF(h.referrer_id, '')
+                INSERT INTO helps (id, task_id, helper_id, state, step, cut, counted_at, new_user, device_id, network, share_id, referrer_id)
+                SELECT h.id, h.task_id, h.helper_id, CASE WHEN h.step > 0 THEN 'counted' ELSE 'held' END, NULLIF(h.step, 0), h.cut,
+                       CASE WHEN h.step > 0 THEN now() END, h.new_user::bool, NULLIF(h.device_id, ''), NULLIF(h.network, ''),
+                       NULLIF(h.share_id, '')::uuid, NULLIF(h.referrer_id, '')
                 FROM unnest(\(helpRows.map(\.id.rawValue))::uuid[], \(helpRows.map(\.task.rawValue))::uuid[],
-                            \(helpRows.map(\.helper.id.rawValue))::text[], \(helpRows.map { Int64($0.step) })::int8[], \(helpRows.map(\.cut))::int8[],
+                            \(helpRows.map(\.helper.id.rawValue))::text[], \(helpRows.map { Int64($0.step ?? 0) })::int8[], \(helpRows.map(\.cut))::int8[],
                             \(helpRows.map { $0.helper.newUser ? "true" : "false" })::text[],
+                            \(helpRows.map { $0.helper.device ?? "" })::text[], \(helpRows.map { $0.helper.network ?? "" })::text[],
                             \(helpRows.map { $0.helper.shareID?.rawValue.uuidString ?? "" })::text[],
                             \(helpRows.map { $0.helper.referrer?.rawValue ?? "" })::text[])
-                     AS h(id, task_id, helper_id, step, cut, new_user, share_id, referrer_id)
+                     AS h(id, task_id, helper_id, step, cut, new_user, device_id, network, share_id, referrer_id)
                 ON CONFLICT (task_id, helper_id) DO NOTHING
                 RETURNING 1),
             appended AS (\(Outbox.insertion(of: events)))
