@@ -90,13 +90,13 @@ struct AssistsBench: AsyncParsableCommand {
         let hot = initiators[0].task
         let spread = initiators.dropFirst().map(\.task)
         var nextHelper = 0
-        func helpLines(_ count: Int, task: (Int) -> String) async throws -> [(path: String, token: String)] {
-            var lines: [(path: String, token: String)] = []
+        func helpLines(_ count: Int, task: (Int) -> String) async throws -> [HelpLine] {
+            var lines: [HelpLine] = []
             lines.reserveCapacity(count)
             for index in 0..<count {
                 let token = try await issuer.token(for: UserID(rawValue: "helper-\(nextHelper)"), roles: [.shopper])
+                lines.append(HelpLine(path: "/tasks/\(task(index))/helps", token: token, helper: nextHelper))
                 nextHelper += 1
-                lines.append(("/tasks/\(task(index))/helps", token))
             }
             return lines
         }

@@ -39,7 +39,7 @@ enum OpenLoop {
 
     /// `initiators`: task id → the initiator's token. Help paths are `/tasks/<id>/helps`.
     static func run(
-        base: String, inbox: String, helps: [(path: String, token: String)], rate: Double, initiators: [String: String]
+        base: String, inbox: String, helps: [HelpLine], rate: Double, initiators: [String: String]
     ) async throws -> Result {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1_024)
@@ -98,6 +98,8 @@ enum OpenLoop {
                     var request = HTTPClientRequest(url: base + help.path)
                     request.method = .POST
                     request.headers.add(name: "Authorization", value: "Bearer \(help.token)")
+                    request.headers.add(name: "X-Device-ID", value: help.device)
+                    request.headers.add(name: "X-Forwarded-For", value: help.address)
                     let response = try await client.execute(request, timeout: .seconds(60))
                     _ = try await response.body.collect(upTo: 1 << 20)
                     let done = ContinuousClock.now

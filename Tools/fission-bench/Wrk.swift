@@ -2,9 +2,23 @@ import ArgumentParser
 import FissionTesting
 import Foundation
 
+/// One help as a phone sends it through the ingress: the path, the helper's token, the phone's
+/// id (`X-Device-ID`) and the client address the ingress puts first in `X-Forwarded-For`. Every
+/// helper has their own phone and their own /24, so the velocity rules run (they take their
+/// locks and counts) without holding anyone.
+struct HelpLine: Sendable {
+    var path: String
+    var token: String
+    var helper: Int
+
+    var device: String { "bench-phone-\(helper)" }
+    var address: String { "10.\(helper % 256).\((helper / 256) % 256).7" }
+}
+
 /// Saturation load from `wrk` (Debian), a separate process, so the load generator's CPU is not
-/// the service's: each request is one line of a file (`path<TAB>bearer token`), every line used
-/// once per pass, the lines split between wrk's threads so no two connections send the same one.
+/// the service's: each request is one line of a file (`path<TAB>token<TAB>device<TAB>address`),
+/// every line used once per pass, the lines split between wrk's threads so no two connections
+/// send the same one.
 enum Wrk {
     struct Run {
         var requests: Int
@@ -17,7 +31,7 @@ enum Wrk {
     }
 
     static let script = """
-        -- Lines "path<TAB>token"; thread k of n takes lines k, k+n, k+2n, ...
+        -- Lines "path<TAB>token<TAB>device<TAB>address"; thread k of n takes lines k, k+n, k+2n, ...
         local counter = 0
         function setup(thread)
           thread:set("id", counter)
@@ -31,8 +45,9 @@ enum Wrk {
           local index = 0
           for line in io.lines(args[1]) do
             if index % threads == id then
-              local path, token = line:match("([^\\t]+)\\t(.+)")
-              requests[#requests + 1] = wrk.format("POST", path, { ["Authorization"] = "Bearer " .. token }, nil)
+              local path, token, device, address = line:match("([^\\t]+)\\t([^\\t]+)\\t([^\\t]+)\\t(.+)")
+              requests[#requests + 1] = wrk.format("POST", path,
+                { ["Authorization"] = "Bearer " .. token, ["X-Device-ID"] = device, ["X-Forwarded-For"] = address }, nil)
             end
             index = index + 1
           end
@@ -51,14 +66,14 @@ enum Wrk {
         """
 
     /// Runs wrk for `seconds` against `base` with the given request lines.
-    static func run(base: String, lines: [(path: String, token: String)], connections: Int, seconds: Int) async throws -> Run {
+    static func run(base: String, lines: [HelpLine], connections: Int, seconds: Int) async throws -> Run {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fission-wrk-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let scriptFile = directory.appendingPathComponent("requests.lua")
         let linesFile = directory.appendingPathComponent("requests.tsv")
         try script.write(to: scriptFile, atomically: true, encoding: .utf8)
-        try lines.map { "\($0.path)\t\($0.token)\n" }.joined().write(to: linesFile, atomically: true, encoding: .utf8)
+        try lines.map { "\($0.path)\t\($0.token)\t\($0.device)\t\($0.address)\n" }.joined().write(to: linesFile, atomically: true, encoding: .utf8)
         let threads = 2
         let output = try await ChildProcess.run(
             "/usr/bin/wrk",

@@ -13,9 +13,9 @@ import Synchronization
 /// per-statement work off each help, and on a hot task it applies many helps per lock.
 ///
 /// A batch gives each help the answer `TaskBook.help` would have given, velocity rules included:
-/// it takes the device and network locks of all its helps at once, in sorted order (as a lone
-/// help takes device before network, so no two wait on each other in a cycle), counts their
-/// recent helps once and counts its own helps on as it goes. A help on a campaign with a daily,
+/// it takes the device and network turns of all its helps at once (`TaskBook.recentHelps`, as a
+/// lone help does for its own), counts their recent helps once and counts its own helps on as
+/// it goes. A help on a campaign with a daily,
 /// device or network limit (a counter per help) is taken alone, and a batch whose write
 /// conflicts is rolled back and every help in it taken alone.
 final class HelpBatcher: Sendable {
@@ -133,34 +133,10 @@ extension TaskBook {
                 try row.decode("click_sharer_id", as: String?.self).map(UserID.init(rawValue:)))
         }
 
-        // The velocity rules: every device's and network's turn at once, then their recent helps
-        // counted in a statement of their own (its snapshot must follow the locks).
-        let devices = Array(Set(helps.compactMap(\.request.device)))
-        let networks = Array(Set(helps.compactMap(\.request.network)))
-        var recentByDevice: [String: Int] = [:]
-        var recentByNetwork: [String: Int] = [:]
-        if !devices.isEmpty || !networks.isEmpty {
-            let keys = (devices.map { "fission.help.device:" + $0 } + networks.map { "fission.help.network:" + $0 }).sorted()
-            try await connection.query(
-                "SELECT count(pg_advisory_xact_lock(hashtext(key))) FROM (SELECT key FROM unnest(\(keys)::text[]) AS key ORDER BY key) AS ordered")
-            let since = Date().addingTimeInterval(-Double(fraud.window.components.seconds))
-            for row in try await connection.query(
-                """
-                SELECT 'device' AS kind, device_id AS key, count(*)::int8 AS n FROM helps
-                WHERE device_id = ANY(\(devices)::text[]) AND created_at > \(since) GROUP BY device_id
-                UNION ALL
-                SELECT 'network', network, count(*)::int8 FROM helps
-                WHERE network = ANY(\(networks)::text[]) AND created_at > \(since) GROUP BY network
-                """)
-            {
-                let key: String = try row.decode("key")
-                if try row.decode("kind", as: String.self) == "device" {
-                    recentByDevice[key] = try row.decode("n")
-                } else {
-                    recentByNetwork[key] = try row.decode("n")
-                }
-            }
-        }
+        // The velocity rules: every device's and network's turn at once, and their recent helps.
+        var (recentByDevice, recentByNetwork) = try await recentHelps(
+            devices: Array(Set(helps.compactMap(\.request.device))), networks: Array(Set(helps.compactMap(\.request.network))),
+            fraud: fraud, on: connection)
 
         // The tasks, locked in id order (two batches never wait on each other in a cycle).
         var tasks: [TaskID: (row: Row, terms: CampaignTerms?)] = [:]
@@ -207,16 +183,9 @@ extension TaskBook {
                 id: request.helper, newUser: newUser, shareID: shareID, referrer: referrer, device: request.device, network: request.network)
             let helpID = HelpID()
             // As `suspicion` would see it: the recent helps plus this batch's before this one.
-            var suspicion: String?
-            if let device = request.device {
-                let recent = recentByDevice[device, default: 0]
-                recentByDevice[device] = recent + 1
-                if recent >= fraud.deviceBurst { suspicion = "deviceBurst: \(recent + 1) helps from one device within \(fraud.window)" }
-            }
-            if suspicion == nil, let network = request.network {
-                let recent = recentByNetwork[network, default: 0]
-                if recent >= fraud.networkBurst { suspicion = "networkBurst: \(recent + 1) helps from one network within \(fraud.window)" }
-            }
+            let suspicion = fraud.suspicion(
+                device: request.device.map { recentByDevice[$0, default: 0] }, network: request.network.map { recentByNetwork[$0, default: 0] })
+            if let device = request.device { recentByDevice[device, default: 0] += 1 }
             if let network = request.network { recentByNetwork[network, default: 0] += 1 }
             if let reason = suspicion {
                 events.append(try Outbox.Record(CloudEvent(

@@ -44,6 +44,14 @@ public struct FraudRules: Sendable {
     public var networkBurst = 30
     public var window: Duration = .seconds(60)
     public init() {}
+
+    /// Why a help from a device and network with this many recent helps (without it) is held,
+    /// or nil when it counts.
+    func suspicion(device recentOnDevice: Int?, network recentOnNetwork: Int?) -> String? {
+        if let recent = recentOnDevice, recent >= deviceBurst { return "deviceBurst: \(recent + 1) helps from one device within \(window)" }
+        if let recent = recentOnNetwork, recent >= networkBurst { return "networkBurst: \(recent + 1) helps from one network within \(window)" }
+        return nil
+    }
 }
 
 /// A help as it arrives: who, from which device and network.
@@ -373,28 +381,47 @@ enum TaskBook {
     }
 
     /// Velocity rules: a burst of helps from one device or network is held for review (this
-    /// help, not yet written, counts as one more). Helps from one device (and from one network)
-    /// take turns on an advisory lock held to commit, so a farm firing them all at once cannot
-    /// slip through with each seeing only the others' committed helps.
+    /// help, not yet written, counts as one more).
     static func suspicion(_ request: HelpRequest, fraud: FraudRules, on connection: PostgresConnection) async throws -> String? {
+        let (byDevice, byNetwork) = try await recentHelps(
+            devices: request.device.map { [$0] } ?? [], networks: request.network.map { [$0] } ?? [], fraud: fraud, on: connection)
+        return fraud.suspicion(
+            device: request.device.map { byDevice[$0, default: 0] }, network: request.network.map { byNetwork[$0, default: 0] })
+    }
+
+    /// Recent helps per device and per network, after taking their turn: helps from one device
+    /// (and from one network) take turns on an advisory lock held to commit, so a farm firing
+    /// them all at once cannot slip through with each seeing only the others' committed helps.
+    /// All the locks go in one statement, in sorted order (devices before networks), so two
+    /// callers never wait on each other in a cycle; the counts are a statement of their own,
+    /// whose snapshot follows the locks and so sees what the previous holders committed.
+    static func recentHelps(devices: [String], networks: [String], fraud: FraudRules, on connection: PostgresConnection) async throws
+        -> (byDevice: [String: Int], byNetwork: [String: Int])
+    {
+        var byDevice: [String: Int] = [:]
+        var byNetwork: [String: Int] = [:]
+        guard !devices.isEmpty || !networks.isEmpty else { return (byDevice, byNetwork) }
+        let keys = Set(devices.map { "fission.help.device:" + $0 } + networks.map { "fission.help.network:" + $0 }).sorted()
+        try await connection.query(
+            "SELECT count(pg_advisory_xact_lock(hashtext(key))) FROM (SELECT key FROM unnest(\(keys)::text[]) AS key ORDER BY key) AS ordered")
         let since = Date().addingTimeInterval(-Double(fraud.window.components.seconds))
-        // Each lock is its own statement: the count that follows must see what the previous
-        // holder committed, so it needs a snapshot taken after the lock was granted.
-        if let device = request.device {
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("fission.help.device:" + device)))")
-            let recent = try await connection.query(
-                "SELECT count(*)::int8 AS n FROM helps WHERE device_id = \(device) AND created_at > \(since)"
-            ).single().decode("n", as: Int.self)
-            if recent >= fraud.deviceBurst { return "deviceBurst: \(recent + 1) helps from one device within \(fraud.window)" }
+        for row in try await connection.query(
+            """
+            SELECT 'device' AS kind, device_id AS key, count(*)::int8 AS n FROM helps
+            WHERE device_id = ANY(\(devices)::text[]) AND created_at > \(since) GROUP BY device_id
+            UNION ALL
+            SELECT 'network', network, count(*)::int8 FROM helps
+            WHERE network = ANY(\(networks)::text[]) AND created_at > \(since) GROUP BY network
+            """)
+        {
+            let key: String = try row.decode("key")
+            if try row.decode("kind", as: String.self) == "device" {
+                byDevice[key] = try row.decode("n")
+            } else {
+                byNetwork[key] = try row.decode("n")
+            }
         }
-        if let network = request.network {
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("fission.help.network:" + network)))")
-            let recent = try await connection.query(
-                "SELECT count(*)::int8 AS n FROM helps WHERE network = \(network) AND created_at > \(since)"
-            ).single().decode("n", as: Int.self)
-            if recent >= fraud.networkBurst { return "networkBurst: \(recent + 1) helps from one network within \(fraud.window)" }
-        }
-        return nil
+        return (byDevice, byNetwork)
     }
 
     /// The task's deadline: expire it if still open, exactly once (row lock + status check).
