@@ -176,12 +176,7 @@ public final class InboxConsumer: Service, Sendable {
         do {
             try await pool.withTransaction { connection in
                 for case let (message, type, id, handler)? in work {
-                    let fresh = try await connection.query(
-                        """
-                        INSERT INTO inbox (consumer, event_id, event_type) VALUES (\(self.group), \(id.rawValue), \(type))
-                        ON CONFLICT DO NOTHING
-                        """).affectedRows == 1
-                    if fresh { try await handler.handle(message.value, connection) }
+                    try await self.handleOnce(message, id: id, type: type, handler: handler, on: connection)
                 }
             }
         } catch {
@@ -214,13 +209,7 @@ public final class InboxConsumer: Service, Sendable {
         while !Task.isCancelled {
             do {
                 try await pool.withTransaction { connection in
-                    let fresh = try await connection.query(
-                        """
-                        INSERT INTO inbox (consumer, event_id, event_type) VALUES (\(self.group), \(header.id.rawValue), \(type))
-                        ON CONFLICT DO NOTHING
-                        """).affectedRows == 1
-                    guard fresh else { return }
-                    try await handler.handle(message.value, connection)
+                    try await self.handleOnce(message, id: header.id, type: type, handler: handler, on: connection)
                 }
                 metrics?.countConsumed(group: group, outcome: "handled")
                 return true
@@ -239,6 +228,17 @@ public final class InboxConsumer: Service, Sendable {
             backoff = min(backoff * 2, options.maxBackoff)
         }
         return false
+    }
+
+    /// Records the event in the inbox and, unless it was there already, handles it, in the
+    /// caller's transaction.
+    private func handleOnce(_ message: KafkaMessage, id: EventID, type: String, handler: EventHandler, on connection: PostgresConnection) async throws {
+        let fresh = try await connection.query(
+            """
+            INSERT INTO inbox (consumer, event_id, event_type) VALUES (\(group), \(id.rawValue), \(type))
+            ON CONFLICT DO NOTHING
+            """).affectedRows == 1
+        if fresh { try await handler.handle(message.value, connection) }
     }
 
     static func isOutage(_ error: PostgresError) -> Bool {

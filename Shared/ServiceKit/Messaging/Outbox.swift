@@ -59,7 +59,11 @@ public enum Outbox {
 
     /// Appends an event on `connection` (which must be inside the caller's transaction).
     public static func append<Payload: DomainEvent>(_ event: CloudEvent<Payload>, on connection: PostgresConnection) async throws {
-        let record = try Record(event)
+        try await append(try Record(event), on: connection)
+    }
+
+    /// Appends an event already made into its row.
+    public static func append(_ record: Record, on connection: PostgresConnection) async throws {
         // The row and the relay's wake-up in one round trip; the notification is delivered at
         // commit, and only if the transaction commits.
         try await connection.query(

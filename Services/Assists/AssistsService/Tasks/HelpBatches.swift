@@ -114,23 +114,16 @@ extension TaskBook {
         let taskIDs = helps.map(\.request.task.rawValue)
         let helperIDs = helps.map(\.request.helper.rawValue)
         // The helpers' standing and referral, before any lock.
-        var standing: [Int: (newUser: Bool, shareID: ShareID?, referrer: UserID?)] = [:]
+        var standing: [Int: PostgresRow] = [:]
         for row in try await connection.query(
             """
-            SELECT r.n, NOT EXISTS (SELECT 1 FROM paid_users WHERE user_id = r.helper) AS new_user,
-                   click.share_id AS click_share_id, click.sharer_id AS click_sharer_id
-            FROM unnest(\(taskIDs)::uuid[], \(helperIDs)::text[]) WITH ORDINALITY AS r(task, helper, n)
-            LEFT JOIN tasks t ON t.id = r.task
-            LEFT JOIN LATERAL (
-                SELECT share_id, sharer_id FROM share_clicks
-                WHERE campaign_id = t.campaign_id AND clicker_id = r.helper AND sharer_id <> r.helper
-                  AND clicked_at > \(Date().addingTimeInterval(-7 * 86_400))
-                ORDER BY clicked_at DESC LIMIT 1) AS click ON true
+            SELECT r.n, \(standingColumns)
+            FROM unnest(\(taskIDs)::uuid[], \(helperIDs)::text[]) WITH ORDINALITY AS r(task_id, helper, n)
+            LEFT JOIN tasks task ON task.id = r.task_id
+            \(referralJoin())
             """)
         {
-            standing[try row.decode("n", as: Int.self) - 1] = (
-                try row.decode("new_user"), try row.decode("click_share_id", as: UUID?.self).map(ShareID.init(rawValue:)),
-                try row.decode("click_sharer_id", as: String?.self).map(UserID.init(rawValue:)))
+            standing[try row.decode("n", as: Int.self) - 1] = row
         }
 
         // The velocity rules: every device's and network's turn at once, and their recent helps.
@@ -178,9 +171,8 @@ extension TaskBook {
                 outcomes[index] = .failure(HelpRefusal.alreadyHelped)
                 continue
             }
-            guard let (newUser, shareID, referrer) = standing[index] else { continue }
-            let helper = Helper(
-                id: request.helper, newUser: newUser, shareID: shareID, referrer: referrer, device: request.device, network: request.network)
+            guard let row = standing[index] else { continue }
+            let helper = try Helper(request, standing: row)
             let helpID = HelpID()
             // As `suspicion` would see it: the recent helps plus this batch's before this one.
             let suspicion = fraud.suspicion(
@@ -195,33 +187,14 @@ extension TaskBook {
                 outcomes[index] = .success(.held(task.state))
                 continue
             }
-            let (step, cut) = nextCut(on: task, newUser: newUser)
-            task.priceNow -= cut
-            task.helperCount = step
-            task.lastCut = cut
-            let complete = task.kind == .bargain ? task.priceNow == task.floorPrice : step >= task.promised
-            if complete {
-                task.status = "completed"
-                task.payBy = now.addingTimeInterval(TimeInterval(terms.bargain?.payWindowSeconds ?? 1_800))
-            }
-            let state = task.state
-            events.append(try Outbox.Record(CloudEvent(
-                AssistRecorded(
-                    taskId: task.id, campaignId: task.campaign, initiatorId: task.initiator, helpId: helpID, helperId: helper.id,
-                    cut: Money(cut, task.currency), priceNow: state.priceNow, amountLeft: state.amountLeft, helperCount: step,
-                    helpersLeftAtMost: state.helpersLeftAtMost, newUser: newUser, shareId: shareID, referrerId: referrer, recordedAt: now),
-                correlationID: correlation)))
-            if complete {
-                events.append(try Outbox.Record(CloudEvent(
-                    AssistTaskCompleted(
-                        taskId: task.id, campaignId: task.campaign, kind: task.kind, initiatorId: task.initiator, finalPrice: state.priceNow,
-                        helperCount: step, payBy: task.payBy!, seed: task.seed, completedAt: now),
-                    correlationID: correlation)))
-            }
+            let counted = try counting(helpID, by: helper, on: task, terms: terms, correlation: correlation, at: now)
+            task = counted.task
+            events += counted.events
+            let (step, cut) = (task.helperCount, task.lastCut)
             helpRows.append((helpID, task.id, helper, step, cut))
             moved.insert(task.id)
             tasks[task.id] = (task, terms)
-            outcomes[index] = .success(.counted(state, cut: Money(cut, task.currency)))
+            outcomes[index] = .success(.counted(task.state, cut: Money(cut, task.currency)))
         }
         guard !helpRows.isEmpty else { return outcomes }
 

@@ -206,26 +206,17 @@ enum TaskBook {
     static func help(_ request: HelpRequest, fraud: FraudRules, correlation: String?, on connection: PostgresConnection) async throws -> HelpOutcome {
         guard let row = try await connection.query(
             """
-            SELECT task.*, (SELECT terms FROM campaign_rules WHERE campaign_id = task.campaign_id) AS terms,
-                NOT EXISTS (SELECT 1 FROM paid_users WHERE user_id = \(request.helper.rawValue)) AS new_user,
-                click.share_id AS click_share_id, click.sharer_id AS click_sharer_id
+            SELECT task.*, (SELECT terms FROM campaign_rules WHERE campaign_id = task.campaign_id) AS terms, \(standingColumns)
             FROM (SELECT \(columns) FROM tasks WHERE id = \(request.task.rawValue)) AS task
-            LEFT JOIN LATERAL (
-                SELECT share_id, sharer_id FROM share_clicks
-                WHERE campaign_id = task.campaign_id AND clicker_id = \(request.helper.rawValue)
-                  AND sharer_id <> \(request.helper.rawValue) AND clicked_at > \(Date().addingTimeInterval(-7 * 86_400))
-                ORDER BY clicked_at DESC LIMIT 1) AS click ON true
+            CROSS JOIN (SELECT \(request.helper.rawValue)::text AS helper) AS r
+            \(referralJoin())
             """).first else { throw Problem.notFound("no task \(request.task)") }
         let seen = try Row(row)
         guard request.helper != seen.initiator else { throw HelpRefusal.ownTask }
         guard seen.status == "open", Date() < seen.deadline else { throw HelpRefusal.taskClosed }
         guard let termsJSON = try row.decode("terms", as: String?.self) else { throw HelpRefusal.taskClosed }
         let terms = try ReadModels.terms.decode(termsJSON)
-        let helper = Helper(
-            id: request.helper, newUser: try row.decode("new_user"),
-            shareID: try row.decode("click_share_id", as: UUID?.self).map(ShareID.init(rawValue:)),
-            referrer: try row.decode("click_sharer_id", as: String?.self).map(UserID.init(rawValue:)),
-            device: request.device, network: request.network)
+        let helper = try Helper(request, standing: row)
 
         let rules = terms.bargain
         try await countLimit("helper:\(request.helper.rawValue)", limit: rules?.helperDailyLimit ?? 0, refusal: HelpRefusal.dailyLimit, on: connection)
@@ -279,6 +270,58 @@ enum TaskBook {
         var network: String?
     }
 
+    /// A helper's standing (never paid: a new user) and the share that brought them (the last
+    /// click on the campaign within a week, not their own), as `standingColumns` over
+    /// `referralJoin` read them, for a query with `task` and `r.helper` in scope.
+    static let standingColumns: PostgresSQLFragment = """
+        NOT EXISTS (SELECT 1 FROM paid_users WHERE user_id = r.helper) AS new_user,
+        click.share_id AS click_share_id, click.sharer_id AS click_sharer_id
+        """
+
+    static func referralJoin() -> PostgresQuery {
+        """
+        LEFT JOIN LATERAL (
+            SELECT share_id, sharer_id FROM share_clicks
+            WHERE campaign_id = task.campaign_id AND clicker_id = r.helper AND sharer_id <> r.helper
+              AND clicked_at > \(Date().addingTimeInterval(-7 * 86_400))
+            ORDER BY clicked_at DESC LIMIT 1) AS click ON true
+        """
+    }
+
+    /// A counted help applied to `task` as read: the task it leaves (price, count, completion),
+    /// and the events it records, in order (`AssistTaskCompleted` after `AssistRecorded` when it
+    /// completes the task).
+    static func counting(
+        _ helpID: HelpID, by helper: Helper, on task: Row, terms: CampaignTerms, correlation: String?, at now: Date
+    ) throws -> (task: Row, events: [Outbox.Record]) {
+        let (step, cut) = nextCut(on: task, newUser: helper.newUser)
+        var moved = task
+        moved.priceNow -= cut
+        moved.helperCount = step
+        moved.lastCut = cut
+        let complete = task.kind == .bargain ? moved.priceNow == moved.floorPrice : step >= task.promised
+        if complete {
+            moved.status = "completed"
+            moved.payBy = now.addingTimeInterval(TimeInterval(terms.bargain?.payWindowSeconds ?? 1_800))
+        }
+        let state = moved.state
+        var events = [try Outbox.Record(CloudEvent(
+            AssistRecorded(
+                taskId: task.id, campaignId: task.campaign, initiatorId: task.initiator, helpId: helpID, helperId: helper.id,
+                cut: Money(cut, task.currency), priceNow: state.priceNow, amountLeft: state.amountLeft, helperCount: step,
+                helpersLeftAtMost: state.helpersLeftAtMost, newUser: helper.newUser, shareId: helper.shareID, referrerId: helper.referrer,
+                recordedAt: now),
+            correlationID: correlation))]
+        if complete {
+            events.append(try Outbox.Record(CloudEvent(
+                AssistTaskCompleted(
+                    taskId: task.id, campaignId: task.campaign, kind: task.kind, initiatorId: task.initiator, finalPrice: state.priceNow,
+                    helperCount: step, payBy: moved.payBy!, seed: task.seed, completedAt: now),
+                correlationID: correlation)))
+        }
+        return (moved, events)
+    }
+
     /// The help a task moves on for: one arriving now, or a held one an operator approved.
     enum CountedHelp {
         case new
@@ -307,25 +350,8 @@ enum TaskBook {
         _ task: inout Row, help helpID: HelpID, by helper: Helper, counting: CountedHelp, terms: CampaignTerms, correlation: String?,
         on connection: PostgresConnection
     ) async throws -> Bool {
-        let (step, cut) = nextCut(on: task, newUser: helper.newUser)
-        var moved = task
-        moved.priceNow -= cut
-        moved.helperCount = step
-        moved.lastCut = cut
-        let now = Date()
-        let complete = task.kind == .bargain ? moved.priceNow == moved.floorPrice : step >= task.promised
-        if complete {
-            moved.status = "completed"
-            moved.payBy = now.addingTimeInterval(TimeInterval(terms.bargain?.payWindowSeconds ?? 1_800))
-        }
-        let state = moved.state
-        let recorded = try Outbox.Record(CloudEvent(
-            AssistRecorded(
-                taskId: task.id, campaignId: task.campaign, initiatorId: task.initiator, helpId: helpID, helperId: helper.id,
-                cut: Money(cut, task.currency), priceNow: state.priceNow, amountLeft: state.amountLeft, helperCount: step,
-                helpersLeftAtMost: state.helpersLeftAtMost, newUser: helper.newUser, shareId: helper.shareID, referrerId: helper.referrer,
-                recordedAt: now),
-            correlationID: correlation))
+        let (moved, events) = try Self.counting(helpID, by: helper, on: task, terms: terms, correlation: correlation, at: Date())
+        let (step, cut, complete) = (moved.helperCount, moved.lastCut, moved.status == "completed")
         let moveTask: PostgresQuery = """
             UPDATE tasks SET price_now = \(moved.priceNow), helper_count = \(step), status = \(moved.status), pay_by = \(moved.payBy),
                 ended_at = CASE WHEN \(complete) THEN now() END
@@ -349,7 +375,7 @@ enum TaskBook {
         }
         let counts = try await connection.query(
             """
-            WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(recorded.insertion(from: "helped")))
+            WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(events[0].insertion(from: "helped")))
             SELECT (SELECT count(*) FROM moved)::int8 AS moved, (SELECT count(*) FROM helped)::int8 AS helped,
                    (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended) AS woken)::int8 AS appended
             """).single()
@@ -360,11 +386,7 @@ enum TaskBook {
         task = moved
         if complete {
             try await Schedule.cancel(kind: expiryJob, key: task.id.description, on: connection)
-            try await Outbox.append(
-                AssistTaskCompleted(
-                    taskId: task.id, campaignId: task.campaign, kind: task.kind, initiatorId: task.initiator, finalPrice: state.priceNow,
-                    helperCount: step, payBy: task.payBy!, seed: task.seed, completedAt: now),
-                correlationID: correlation, on: connection)
+            try await Outbox.append(events[1], on: connection)
         }
         return true
     }
@@ -433,5 +455,16 @@ enum TaskBook {
                 taskId: id, campaignId: task.campaign, kind: task.kind, initiatorId: task.initiator,
                 priceReached: Money(task.priceNow, task.currency), helperCount: task.helperCount, seed: task.seed, expiredAt: Date()),
             correlationID: nil, on: connection)
+    }
+}
+
+extension TaskBook.Helper {
+    /// The helper of `request`, with their standing as a row of `TaskBook.standingColumns`.
+    init(_ request: HelpRequest, standing row: PostgresRow) throws {
+        self.init(
+            id: request.helper, newUser: try row.decode("new_user"),
+            shareID: try row.decode("click_share_id", as: UUID?.self).map(ShareID.init(rawValue:)),
+            referrer: try row.decode("click_sharer_id", as: String?.self).map(UserID.init(rawValue:)),
+            device: request.device, network: request.network)
     }
 }
