@@ -101,12 +101,12 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible, Equatabl
             ("dbname", database),
             ("connect_timeout", String(max(2, connectTimeoutSeconds))),
             ("application_name", parameters["application_name"] ?? "fission"),
-            // Text results are decoded assuming UTC ISO timestamps. Statements are prepared once
-            // per connection (parsed once) but planned for each execution's values: a generic
-            // plan, chosen on estimates that know nothing of dead index entries, made the outbox
-            // relay's read walk every row published since the last vacuum (4,600 buffers a read
-            // instead of 34, measured under the assists benchmark).
-            ("options", "-c TimeZone=UTC -c DateStyle=ISO,YMD -c bytea_output=hex -c plan_cache_mode=force_custom_plan"),
+            // Text results are decoded assuming UTC ISO timestamps. Prepared statements keep the
+            // server's default plan choice (a generic plan once it costs no more than the custom
+            // ones): planning each execution cost PostgreSQL more CPU than running the statement
+            // for most of a help's statements. The few statements a generic plan misleads say so
+            // themselves (`PostgresQuery.plannedForEachExecution`).
+            ("options", "-c TimeZone=UTC -c DateStyle=ISO,YMD -c bytea_output=hex"),
             ("client_encoding", "UTF8"),
         ]
         if let password { pairs.append(("password", password)) }

@@ -104,7 +104,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs one statement with its interpolated values bound as parameters.
     ///
     /// A statement's text is parsed by the server once per connection (a named prepared
-    /// statement, planned per execution: see `PostgresConfiguration`), not on every call; a
+    /// statement, planned as the server chooses: see `PostgresConfiguration`), not on every call; a
     /// transaction's `BEGIN` travels in the same round trip as its first statement (libpq
     /// pipeline mode).
     @discardableResult
@@ -127,7 +127,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             let types = query.binds.map { Oid($0.type.rawValue) }
             let values = texts.map { $0.map { UnsafePointer($0) } }
-            return try self.execute(query.sql, types: types, values: values, handle: handle)
+            return try self.execute(query.sql, types: types, values: values, prepare: !query.plansEachExecution, handle: handle)
         }
     }
 
@@ -169,13 +169,13 @@ public final class PostgresConnection: @unchecked Sendable {
     /// On the connection's queue: the statement as a prepared statement where it may be one, in
     /// one round trip with a pending `BEGIN` and its own preparation.
     private func execute(
-        _ sql: String, types: [Oid], values: [UnsafePointer<CChar>?], handle: OpaquePointer
+        _ sql: String, types: [Oid], values: [UnsafePointer<CChar>?], prepare: Bool, handle: OpaquePointer
     ) throws -> PostgresRows {
         let count = Int32(values.count)
         let key = StatementKey(sql: sql, types: types)
-        var prepared = preparedStatements[key]
+        var prepared = prepare ? preparedStatements[key] : nil
         var preparing: String?
-        if prepared == nil, preparedStatements.count < Self.maxPreparedStatements, Self.isPreparable(sql) {
+        if prepare, prepared == nil, preparedStatements.count < Self.maxPreparedStatements, Self.isPreparable(sql) {
             preparedStatementCount += 1
             preparing = "fission_\(preparedStatementCount)"
         }

@@ -8,6 +8,10 @@
 public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomStringConvertible {
     public var sql: String
     public var binds: [PostgresBind]
+    /// Sent unprepared, so the server plans it for each execution's values. For the statements a
+    /// plan made once would mislead, such as a read whose best plan depends on how many rows
+    /// were just changed (estimates know nothing of dead index entries).
+    public private(set) var plansEachExecution = false
 
     public init(unsafeSQL sql: String, binds: [PostgresBind] = []) {
         self.sql = sql
@@ -20,6 +24,13 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
 
     public init(stringInterpolation: StringInterpolation) {
         self.init(unsafeSQL: stringInterpolation.sql, binds: stringInterpolation.binds)
+    }
+
+    /// This statement, planned by the server on every execution (see `plansEachExecution`).
+    public func plannedForEachExecution() -> PostgresQuery {
+        var query = self
+        query.plansEachExecution = true
+        return query
     }
 
     /// The SQL text only: bound values never reach logs.

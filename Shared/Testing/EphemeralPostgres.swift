@@ -23,6 +23,13 @@ public struct EphemeralPostgres: Sendable {
     public static let superuser = "fission"
     public static let superuserPassword = "fission-dev"
 
+    /// More server settings from `FISSION_POSTGRES_SETTINGS`, to profile a run without editing
+    /// code, e.g. `-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on`.
+    static var extraSettings: String {
+        guard let extra = ProcessInfo.processInfo.environment["FISSION_POSTGRES_SETTINGS"], !extra.isEmpty else { return "" }
+        return " " + extra
+    }
+
     /// Starts a cluster; blocking work runs on a Dispatch thread, not the caller's.
     public static func start(logger: Logger = Logger(label: "fission.testing.postgres")) async throws -> EphemeralPostgres {
         try await withCheckedThrowingContinuation { continuation in
@@ -62,7 +69,7 @@ public struct EphemeralPostgres: Sendable {
                 // Busy tables are vacuumed within seconds, as a production server tuned for
                 // this churn would (the default minute lets a benchmark run on dead rows).
                 "-c autovacuum_naptime=5",
-            ].joined(separator: " ")
+            ].joined(separator: " ") + Self.extraSettings
             do {
                 try run(
                     binDirectory.appendingPathComponent("pg_ctl").path,

@@ -106,12 +106,15 @@ public final class OutboxRelay: Service, Sendable {
         var inFlight: [(ids: [Int64], deliveries: KafkaDeliveries)] = []
         while !Task.isCancelled {
             if inFlight.count < options.batchesInFlight {
-                let rows = try await connection.query(
-                    """
+                // Planned each time: a plan made once, on estimates that know nothing of the dead
+                // index entries every published batch leaves, walked every row published since
+                // the last vacuum (4,600 buffers a read instead of 34, under the assists benchmark).
+                let unpublished: PostgresQuery = """
                     SELECT id, topic, key, payload, headers FROM outbox
                     WHERE published_at IS NULL AND id NOT IN (SELECT unnest(\(inFlight.flatMap(\.ids))::int8[]))
                     ORDER BY id LIMIT \(options.batchSize)
-                    """)
+                    """
+                let rows = try await connection.query(unpublished.plannedForEachExecution())
                 if !rows.isEmpty {
                     var ids: [Int64] = []
                     var messages: [KafkaOutgoingMessage] = []
