@@ -33,6 +33,8 @@ struct ContractTests {
         // Encoding back loses nothing and invents nothing.
         let encoded = Data(try EventCoding.encode(event))
         #expect(try Self.json(encoded) == Self.json(original), "\(Payload.eventType) does not round-trip")
+        // The services' encoder writes exactly what Foundation's, configured alike, writes.
+        #expect(encoded == (try EventCoding.encoder().encode(event)), "\(Payload.eventType) is written differently from JSONEncoder")
     }
 
     @Test func everyEventTypeDecodesItsExampleAndEncodesItBackWithoutLoss() throws {

@@ -147,3 +147,64 @@ struct TimestampTests {
         }
     }
 }
+
+@Suite("Event JSON")
+struct EventJSONTests {
+    struct Awkward: Codable, Equatable {
+        enum Shade: String, Codable { case light, dark }
+        struct Inner: Codable, Equatable {
+            var b: Int
+            var A: String?
+        }
+        var text: String
+        var zeta: Double
+        var alpha: [Double]
+        var small: Float
+        var big: UInt64
+        var negative: Int32
+        var flag: Bool
+        var missing: String?
+        var when: Date
+        var byKey: [String: Int]
+        var nested: [[Inner]]
+        var shade: Shade
+        var data: Data
+        var link: URL
+        var empty: [String: String]
+        var priceNow: Int
+        var pricedAt: Int
+    }
+
+    /// Every control character, quotes, backslashes, slashes, non-ASCII and keys whose byte order
+    /// differs from a case-insensitive one: the bytes Foundation's encoder writes, exactly.
+    @Test func writesWhatFoundationWritesByteForByte() throws {
+        let controls = String(decoding: (0..<0x20).map { UInt8($0) }, as: UTF8.self)
+        let values = [
+            Awkward(
+                text: controls + "\"\\/ é 😀 \u{2028} \u{7f} </script>", zeta: 0.1, alpha: [1, -0.0, 1e-7, 1e20, 123456789012, 2.5, .pi],
+                small: 0.1, big: .max, negative: .min, flag: true, missing: nil, when: Date(timeIntervalSince1970: 1_764_547_200.125),
+                byKey: ["b": 2, "B": 1, "a10": 3, "a9": 4, "é": 5], nested: [[Awkward.Inner(b: 1, A: "x")], [], [Awkward.Inner(b: -2, A: nil)]],
+                shade: .dark, data: Data([0, 1, 2, 250]), link: URL(string: "https://fission.example/s/abc?x=1&y=/2")!, empty: [:],
+                priceNow: 1, pricedAt: 2),
+            Awkward(
+                text: "", zeta: -1e-300, alpha: [], small: 3, big: 0, negative: 0, flag: false, missing: "present",
+                when: Date(timeIntervalSince1970: 0), byKey: [:], nested: [], shade: .light, data: Data(), link: URL(string: "a")!,
+                empty: [:], priceNow: 0, pricedAt: 0),
+        ]
+        for value in values {
+            let ours = try EventJSONEncoder.encode(value)
+            let foundation = Array(try EventCoding.encoder().encode(value))
+            #expect(String(decoding: ours, as: UTF8.self) == String(decoding: foundation, as: UTF8.self))
+            #expect(try EventCoding.decoder().decode(Awkward.self, from: Data(ours)) == value)
+        }
+        // Bare values and top-level arrays too.
+        #expect(try EventJSONEncoder.encode("a\"b") == Array(EventCoding.encoder().encode("a\"b")))
+        #expect(try EventJSONEncoder.encode([1, 2, 3]) == Array(EventCoding.encoder().encode([1, 2, 3])))
+        #expect(try EventJSONEncoder.encode(Optional<Int>.none) == Array(EventCoding.encoder().encode(Optional<Int>.none)))
+    }
+
+    @Test func refusesNumbersJSONCannotHold() {
+        #expect(throws: EncodingError.self) { try EventJSONEncoder.encode([Double.nan]) }
+        #expect(throws: EncodingError.self) { try EventJSONEncoder.encode(["x": Double.infinity]) }
+    }
+}

@@ -77,8 +77,9 @@ public enum EventCoding {
         return decoder
     }
 
-    public static func encode<Payload: DomainEvent>(_ event: CloudEvent<Payload>) throws -> [UInt8] {
-        Array(try encoder().encode(event))
+    /// The bytes `encoder()` would write, written faster (`EventJSONEncoder`).
+    public static func encode(_ value: some Encodable) throws -> [UInt8] {
+        try EventJSONEncoder.encode(value)
     }
 
     public static func decode<Payload: DomainEvent>(_ type: Payload.Type, from bytes: some Sequence<UInt8>) throws -> CloudEvent<Payload> {

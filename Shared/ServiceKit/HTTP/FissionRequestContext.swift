@@ -24,7 +24,7 @@ public struct FissionRequestContext: RequestContext {
     public var maxUploadSize: Int { 64 * 1024 }
 
     /// Same JSON conventions as events: RFC 3339 times.
-    public var responseEncoder: JSONEncoder { .fission }
+    public var responseEncoder: FissionResponseEncoder { FissionResponseEncoder() }
     public var requestDecoder: JSONDecoder { .fission }
 
     /// The caller, who must hold `role`: 401 without a valid token, 403 without the role.

@@ -34,7 +34,7 @@ public struct IdempotentHandler: Sendable {
                 throw Problem(.badRequest, kind: "idempotency-key-required", title: "An Idempotency-Key header is required")
             }
             let output = try await pool.withTransaction { connection in try await body(bytes, connection) }
-            return try Self.jsonResponse(status: status, body: try JSONEncoder.fission.encode(output), replayed: false)
+            return try Self.jsonResponse(status: status, body: try EventCoding.encode(output), replayed: false)
         }
         guard key.count <= 255 else { throw Problem.invalidField("Idempotency-Key", "at most 255 characters") }
         var hasher = SHA256()
@@ -59,9 +59,9 @@ public struct IdempotentHandler: Sendable {
                 }
                 let code = try stored.decode("status", as: Int.self)
                 return try Self.jsonResponse(
-                    status: HTTPResponse.Status(code: code), body: Data(try stored.decode("body", as: String.self).utf8), replayed: true)
+                    status: HTTPResponse.Status(code: code), body: Array(try stored.decode("body", as: String.self).utf8), replayed: true)
             }
-            let encoded = try JSONEncoder.fission.encode(try await body(bytes, connection))
+            let encoded = try EventCoding.encode(try await body(bytes, connection))
             try await connection.query(
                 """
                 UPDATE idempotency_keys SET status = \(status.code), body = \(String(decoding: encoded, as: UTF8.self))
@@ -71,7 +71,7 @@ public struct IdempotentHandler: Sendable {
         }
     }
 
-    static func jsonResponse(status: HTTPResponse.Status, body: Data, replayed: Bool) throws -> Response {
+    static func jsonResponse(status: HTTPResponse.Status, body: [UInt8], replayed: Bool) throws -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if replayed { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
@@ -79,8 +79,22 @@ public struct IdempotentHandler: Sendable {
 }
 
 extension JSONEncoder {
-    /// How Fission's HTTP APIs write JSON (the same timestamps as events).
+    /// How Fission's HTTP APIs write JSON (the same timestamps as events). The services write it
+    /// with `EventCoding.encode` (same bytes, faster); this is for clients and tests.
     public static var fission: JSONEncoder { EventCoding.encoder() }
+}
+
+/// Route results written as `EventCoding.encode` writes them (what `JSONEncoder.fission` would
+/// write, faster).
+public struct FissionResponseEncoder: ResponseEncoder {
+    public init() {}
+
+    public func encode(_ value: some Encodable, from request: Request, context: some RequestContext) throws -> Response {
+        let body = try EventCoding.encode(value)
+        return Response(
+            status: .ok, headers: [.contentType: "application/json; charset=utf-8", .contentLength: String(body.count)],
+            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
 }
 
 extension JSONDecoder {

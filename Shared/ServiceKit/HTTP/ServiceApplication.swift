@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 import Hummingbird
 import Kafka
@@ -53,7 +54,7 @@ public enum ServiceApplication {
             async let broker = runtime.producer.isBrokerReachable()
             let checks = ["database": await database ? "up" : "down", "broker": await broker ? "up" : "down"]
             let ready = !checks.values.contains("down")
-            let body = try JSONEncoder.fission.encode(HealthReport(status: ready ? "ready" : "not-ready", checks: checks))
+            let body = try EventCoding.encode(HealthReport(status: ready ? "ready" : "not-ready", checks: checks))
             return Response(
                 status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(bytes: body)))

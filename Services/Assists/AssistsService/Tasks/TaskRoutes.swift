@@ -119,6 +119,6 @@ struct TaskRoutes {
     static func json(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
         Response(
             status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder.fission.encode(value))))
+            body: .init(byteBuffer: ByteBuffer(bytes: try EventCoding.encode(value))))
     }
 }

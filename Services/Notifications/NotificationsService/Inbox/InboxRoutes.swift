@@ -111,7 +111,7 @@ struct InboxRoutes {
                     WHERE user_id = \(user.rawValue) AND seq > \(last) AND visible_at <= now() ORDER BY seq LIMIT 100
                     """).map(Self.item)
                 for item in items {
-                    let json = String(decoding: try JSONEncoder.fission.encode(item), as: UTF8.self)
+                    let json = String(decoding: try EventCoding.encode(item), as: UTF8.self)
                     try await writer.write(ByteBuffer(string: "id: \(item.seq)\nevent: notification\ndata: \(json)\n\n"))
                     last = item.seq
                     lastWrite = .now
