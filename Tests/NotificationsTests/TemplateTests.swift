@@ -24,4 +24,15 @@ struct TemplateTests {
             #expect(try await inbox("u-xp", on: pool).map(\.body) == ["你的经验值达到了 100"])
         }
     }
+
+    /// One pass over the template: a value is never read as a placeholder, unknown names and
+    /// stray braces stay as written.
+    @Test func variablesAreFilledInOnePass() {
+        let values = ["helper": "{cut}", "cut": "¥3.20", "left": "¥4"]
+        #expect(Templates.fill("{helper} 帮你砍了 {cut}，还差 {left}", values) == "{cut} 帮你砍了 ¥3.20，还差 ¥4")
+        #expect(Templates.fill("{unknown} {cut} { {cut {{cut}} }", values) == "{unknown} ¥3.20 { {cut {¥3.20} }")
+        #expect(Templates.fill("no variables", values) == "no variables")
+        #expect(Templates.fill("{cut}", values) == "¥3.20")
+        #expect(Templates.fill("", values) == "")
+    }
 }

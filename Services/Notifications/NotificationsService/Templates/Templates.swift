@@ -80,11 +80,32 @@ enum Templates {
     }
 
     static func fill(_ template: Text, _ values: [String: String]) -> Text {
-        var text = template
-        for (key, value) in values {
-            text.title = text.title.replacingOccurrences(of: "{\(key)}", with: value)
-            text.body = text.body.replacingOccurrences(of: "{\(key)}", with: value)
+        Text(title: fill(template.title, values), body: fill(template.body, values))
+    }
+
+    /// Each `{name}` with a value becomes that value, in one pass: a value that itself reads like
+    /// a placeholder (a nickname such as "{price}") stays as written. Unknown names stay as
+    /// written. (Foundation's `replacingOccurrences` per value took an eighth of the service's
+    /// CPU under load.)
+    static func fill(_ template: String, _ values: [String: String]) -> String {
+        guard template.utf8.contains(UInt8(ascii: "{")) else { return template }
+        var filled = ""
+        filled.reserveCapacity(template.utf8.count + 32)
+        var rest = template[...]
+        while let open = rest.firstIndex(of: "{") {
+            filled += rest[..<open]
+            let afterOpen = rest.index(after: open)
+            guard let close = rest[afterOpen...].firstIndex(where: { $0 == "}" || $0 == "{" }), rest[close] == "}",
+                  let value = values[String(rest[afterOpen..<close])]
+            else {
+                filled += "{"
+                rest = rest[afterOpen...]
+                continue
+            }
+            filled += value
+            rest = rest[rest.index(after: close)...]
         }
-        return text
+        filled += rest
+        return filled
     }
 }
