@@ -3,4 +3,6 @@
 // libpq's headers live in /usr/include/postgresql on Debian; pkg-config `libpq` adds that path.
 #include <libpq-fe.h>
 #include <poll.h>
+// The sockets of every connection are awaited together (Postgres/SocketReadiness.swift).
+#include <sys/epoll.h>
 #endif

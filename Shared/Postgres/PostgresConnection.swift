@@ -6,17 +6,21 @@ import Synchronization
 
 /// One libpq connection.
 ///
-/// libpq blocks and a `PGconn` is not thread-safe, so every libpq call for this connection runs
-/// on its own serial Dispatch queue: Swift's cooperative threads only await the result. Use a
-/// connection from one task at a time (the pool's lease guarantees that).
+/// Statements are sent without blocking from the task that runs them, which then awaits the
+/// socket (`SocketReadiness`); the calls that can block (connecting, waiting for notifications)
+/// run on the connection's own serial Dispatch queue. Swift's cooperative threads never block.
+/// A `PGconn` is not thread-safe: use a connection from one task at a time (the pool's lease
+/// guarantees that; a second caller waits its turn).
 public final class PostgresConnection: @unchecked Sendable {
-    /// Guarded by `queue`; `nil` once closed.
+    /// Used by the holder of `turn` only; `nil` once closed.
     private var handle: OpaquePointer?
     private let queue: DispatchQueue
     private let broken = Atomic<Bool>(false)
+    /// Who may touch `handle`, and whether a close waits for them to finish.
+    private let turn = Mutex(Turn())
     /// SQL text and parameter types → name of its prepared statement on this connection (the
     /// same text may be sent with other types: a string is left for the server to type);
-    /// guarded by `queue`.
+    /// used by the holder of `turn` only.
     private var preparedStatements: [StatementKey: String] = [:]
     private var preparedStatementCount = 0
     /// A `BEGIN` not yet sent: it goes out with the transaction's first statement.
@@ -68,6 +72,12 @@ public final class PostgresConnection: @unchecked Sendable {
                 guard let result, let text = PQresultErrorMessage(result) else { return }
                 noticeLogger.debug("server notice", metadata: ["message": "\(String(cString: text).trimmingCharacters(in: .whitespacesAndNewlines))"])
             }, nil)
+            // Sends never wait for the socket; `flush` does, without blocking a thread.
+            guard PQsetnonblocking(handle, 1) == 0 else {
+                let message = String(cString: PQerrorMessage(handle))
+                PQfinish(handle)
+                throw PostgresError(.connectionFailed, "libpq could not make the connection non-blocking: \(message)")
+            }
             return PostgresConnection(handle: handle, queue: queue, configuration: configuration, logger: logger)
         }
     }
@@ -127,7 +137,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             let types = query.binds.map { Oid($0.type.rawValue) }
             let values = texts.map { $0.map { UnsafePointer($0) } }
-            return try self.execute(query.sql, types: types, values: values, prepare: !query.plansEachExecution, handle: handle)
+            return try await self.execute(query.sql, types: types, values: values, prepare: !query.plansEachExecution, handle: handle)
         }
     }
 
@@ -138,10 +148,22 @@ public final class PostgresConnection: @unchecked Sendable {
         logger.trace("script", metadata: ["sql": "\(sql.prefix(200))"])
         return try await withHandle { handle in
             if let begin = self.takePendingBegin() {
-                _ = try self.rows(from: PQexec(handle, begin), handle: handle, sql: begin)
+                _ = try await self.simpleQuery(begin, handle: handle)
             }
-            return try self.rows(from: PQexec(handle, sql), handle: handle, sql: sql)
+            return try await self.simpleQuery(sql, handle: handle)
         }
+    }
+
+    /// Like `PQexec` (every statement of `sql` runs; the last result counts), without blocking.
+    private func simpleQuery(_ sql: String, handle: OpaquePointer) async throws -> PostgresRows {
+        guard PQsendQuery(handle, sql) == 1 else { throw connectionFailure(handle, sql: sql) }
+        try await flush(handle, sql: sql)
+        var last: OpaquePointer?
+        while let result = try await nextResult(handle, sql: sql) {
+            if let last { PQclear(last) }
+            last = result
+        }
+        return try rows(from: last, handle: handle, sql: sql)
     }
 
     // MARK: Transactions
@@ -166,11 +188,11 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// On the connection's queue: the statement as a prepared statement where it may be one, in
-    /// one round trip with a pending `BEGIN` and its own preparation.
+    /// The statement as a prepared statement where it may be one, in one round trip with a
+    /// pending `BEGIN` and its own preparation.
     private func execute(
         _ sql: String, types: [Oid], values: [UnsafePointer<CChar>?], prepare: Bool, handle: OpaquePointer
-    ) throws -> PostgresRows {
+    ) async throws -> PostgresRows {
         let count = Int32(values.count)
         let key = StatementKey(sql: sql, types: types)
         var prepared = prepare ? preparedStatements[key] : nil
@@ -180,11 +202,6 @@ public final class PostgresConnection: @unchecked Sendable {
             preparing = "fission_\(preparedStatementCount)"
         }
         let begin = takePendingBegin()
-        if begin == nil, preparing == nil {
-            let result = prepared.map { PQexecPrepared(handle, $0, count, values, nil, nil, 0) }
-                ?? PQexecParams(handle, sql, count, types, values, nil, nil, 0)
-            return try rowsEvictingStale(result, key: key, handle: handle)
-        }
 
         // One round trip: [BEGIN] [Parse] Bind/Execute Sync.
         guard PQenterPipelineMode(handle) == 1 else { throw connectionFailure(handle, sql: sql) }
@@ -202,22 +219,23 @@ public final class PostgresConnection: @unchecked Sendable {
 
         // Each command's results end with NULL; after the last comes the sync. A command after a
         // failed one comes back aborted; the first failure is the one reported.
-        func commandResult() throws -> OpaquePointer {
-            guard let result = PQgetResult(handle) else { throw connectionFailure(handle, sql: sql) }
-            while let extra = PQgetResult(handle) { PQclear(extra) }
+        func commandResult() async throws -> OpaquePointer {
+            guard let result = try await nextResult(handle, sql: sql) else { throw connectionFailure(handle, sql: sql) }
+            while let extra = try await nextResult(handle, sql: sql) { PQclear(extra) }
             return result
         }
         var failure: (any Error)?
         var statementRows: PostgresRows?
         do {
+            try await flush(handle, sql: sql)
             if let begin {
-                let result = try commandResult()
+                let result = try await commandResult()
                 if PQresultStatus(result) == PGRES_COMMAND_OK { PQclear(result) } else {
                     do { _ = try rows(from: result, handle: handle, sql: begin) } catch { failure = failure ?? error }
                 }
             }
             if preparing != nil {
-                let result = try commandResult()
+                let result = try await commandResult()
                 if PQresultStatus(result) == PGRES_COMMAND_OK {
                     PQclear(result)
                     preparedStatements[key] = preparing
@@ -228,13 +246,13 @@ public final class PostgresConnection: @unchecked Sendable {
                     do { _ = try rows(from: result, handle: handle, sql: sql) } catch { failure = failure ?? error }
                 }
             }
-            let result = try commandResult()
+            let result = try await commandResult()
             if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
                 PQclear(result)
             } else {
                 do { statementRows = try rowsEvictingStale(result, key: key, handle: handle) } catch { failure = failure ?? error }
             }
-            guard let sync = PQgetResult(handle), PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
+            guard let sync = try await nextResult(handle, sql: sql), PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
                 throw connectionFailure(handle, sql: sql)
             }
             PQclear(sync)
@@ -306,13 +324,11 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Closes the connection; later calls fail with `connectionClosed`.
     public func close() async {
         broken.store(true, ordering: .releasing)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            queue.async {
-                if let handle = self.handle { PQfinish(handle) }
-                self.handle = nil
-                continuation.resume()
-            }
-        }
+        // After whatever statement is under way.
+        await takeTurn()
+        if let handle { PQfinish(handle) }
+        handle = nil
+        passTurn()
     }
 
     // MARK: LISTEN / NOTIFY
@@ -320,19 +336,23 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Waits up to `timeoutMilliseconds` on the socket (on this connection's queue, not a
     /// cooperative thread) and returns the notifications that arrived.
     func awaitNotifications(timeoutMilliseconds: Int32) async throws -> [PostgresNotification] {
-        try await withHandle { handle in
-            var notifications = self.drainNotifications(handle)
-            if notifications.isEmpty {
-                var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
-                _ = poll(&descriptor, 1, timeoutMilliseconds)
-                guard PQconsumeInput(handle) == 1, PQstatus(handle) == CONNECTION_OK else {
-                    self.broken.store(true, ordering: .releasing)
-                    throw PostgresError(.connectionClosed, "listening connection closed")
-                }
-                notifications = self.drainNotifications(handle)
+        try await withHandle { _ in try await Self.onQueue(self.queue) { try self.pollNotifications(timeoutMilliseconds: timeoutMilliseconds) } }
+    }
+
+    /// On the connection's queue, by the holder of `turn`.
+    private func pollNotifications(timeoutMilliseconds: Int32) throws -> [PostgresNotification] {
+        guard let handle else { throw PostgresError(.connectionClosed, "connection is closed") }
+        var notifications = drainNotifications(handle)
+        if notifications.isEmpty {
+            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+            _ = poll(&descriptor, 1, timeoutMilliseconds)
+            guard PQconsumeInput(handle) == 1, PQstatus(handle) == CONNECTION_OK else {
+                broken.store(true, ordering: .releasing)
+                throw PostgresError(.connectionClosed, "listening connection closed")
             }
-            return notifications
+            notifications = drainNotifications(handle)
         }
+        return notifications
     }
 
     private func drainNotifications(_ handle: OpaquePointer) -> [PostgresNotification] {
@@ -350,13 +370,69 @@ public final class PostgresConnection: @unchecked Sendable {
 
     // MARK: libpq plumbing
 
-    private func withHandle<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {
-        try await Self.onQueue(queue) { () throws -> T in
-            guard let handle = self.handle, !self.isBroken else {
-                throw PostgresError(.connectionClosed, "connection is closed")
-            }
-            return try body(handle)
+    /// Runs `body` with the handle once it is this caller's turn.
+    private func withHandle<T>(_ body: (OpaquePointer) async throws -> T) async throws -> T {
+        await takeTurn()
+        defer { passTurn() }
+        guard let handle, !isBroken else {
+            throw PostgresError(.connectionClosed, "connection is closed")
         }
+        return try await body(handle)
+    }
+
+    private struct Turn {
+        var taken = false
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private func takeTurn() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = turn.withLock { turn in
+                if turn.taken {
+                    turn.waiting.append(continuation)
+                    return false
+                }
+                turn.taken = true
+                return true
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Hands the turn to the next waiter, in order of arrival.
+    private func passTurn() {
+        let next = turn.withLock { turn -> CheckedContinuation<Void, Never>? in
+            if turn.waiting.isEmpty {
+                turn.taken = false
+                return nil
+            }
+            return turn.waiting.removeFirst()
+        }
+        next?.resume()
+    }
+
+    /// Sends what libpq has buffered, awaiting the socket whenever it is full.
+    private func flush(_ handle: OpaquePointer, sql: String) async throws {
+        while true {
+            switch PQflush(handle) {
+            case 0: return
+            case 1:
+                await SocketReadiness.shared.wait(for: PQsocket(handle), writable: true)
+                // The server may be waiting for us to read before it reads more.
+                guard PQconsumeInput(handle) == 1 else { throw connectionFailure(handle, sql: sql) }
+            default: throw connectionFailure(handle, sql: sql)
+            }
+        }
+    }
+
+    /// The next result, `nil` at the end of a command's results, awaiting the socket while the
+    /// result has not fully arrived (`PQgetResult` would block).
+    private func nextResult(_ handle: OpaquePointer, sql: String) async throws -> OpaquePointer? {
+        while PQisBusy(handle) == 1 {
+            await SocketReadiness.shared.wait(for: PQsocket(handle))
+            guard PQconsumeInput(handle) == 1 else { throw connectionFailure(handle, sql: sql) }
+        }
+        return PQgetResult(handle)
     }
 
     private static func onQueue<T: Sendable>(
