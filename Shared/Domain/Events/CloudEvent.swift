@@ -82,8 +82,14 @@ public enum EventCoding {
         try EventJSONEncoder.encode(value)
     }
 
-    public static func decode<Payload: DomainEvent>(_ type: Payload.Type, from bytes: some Sequence<UInt8>) throws -> CloudEvent<Payload> {
-        try decoder().decode(CloudEvent<Payload>.self, from: Data(bytes))
+    /// What `decoder()` would decode, decoded faster (`EventJSONDecoder`).
+    public static func decode<Payload: DomainEvent>(_ type: Payload.Type, from bytes: some Collection<UInt8>) throws -> CloudEvent<Payload> {
+        try EventJSONDecoder.decode(CloudEvent<Payload>.self, from: bytes)
+    }
+
+    /// The envelope of an event of any type.
+    public static func decodeHeader(from bytes: some Collection<UInt8>) throws -> CloudEventHeader {
+        try EventJSONDecoder.decode(CloudEventHeader.self, from: bytes)
     }
 
     /// `2026-11-23T08:00:00Z` or `2026-11-23T08:00:00.125Z`.

@@ -225,7 +225,7 @@ private struct UnkeyedContainer: UnkeyedEncodingContainer {
     let codingPath: [any CodingKey]
     var count: Int { box.items.count }
 
-    private var nextPath: [any CodingKey] { codingPath + [IndexKey(intValue: count)] }
+    private var nextPath: [any CodingKey] { codingPath + [JSONIndexKey(intValue: count)] }
 
     mutating func encodeNil() throws { box.items.append(.literal("null")) }
     mutating func encode(_ value: Bool) throws { box.items.append(.literal(value ? "true" : "false")) }
@@ -293,7 +293,8 @@ private struct SingleValueContainer: SingleValueEncodingContainer {
     }
 }
 
-private struct IndexKey: CodingKey {
+/// The coding path entry of an array element, as Foundation names it.
+struct JSONIndexKey: CodingKey {
     var stringValue: String { "Index \(intValue ?? 0)" }
     var intValue: Int?
     init(intValue: Int) { self.intValue = intValue }

@@ -170,7 +170,7 @@ public final class InboxConsumer: Service, Sendable {
                 work.append(nil)
                 continue
             }
-            guard let header = try? EventCoding.decoder().decode(CloudEventHeader.self, from: Data(message.value)) else { return false }
+            guard let header = try? EventCoding.decodeHeader(from: message.value) else { return false }
             work.append((message, type, header.id, handler))
         }
         do {
@@ -200,7 +200,7 @@ public final class InboxConsumer: Service, Sendable {
         }
         let header: CloudEventHeader
         do {
-            header = try EventCoding.decoder().decode(CloudEventHeader.self, from: Data(message.value))
+            header = try EventCoding.decodeHeader(from: message.value)
         } catch {
             return await deadLetter(message, reason: "undecodable: not a CloudEvents envelope: \(error)")
         }
@@ -250,7 +250,7 @@ public final class InboxConsumer: Service, Sendable {
 
     private static func envelopeType(_ value: [UInt8]) -> String? {
         struct TypeOnly: Decodable { var type: String }
-        return try? JSONDecoder().decode(TypeOnly.self, from: Data(value)).type
+        return try? EventJSONDecoder.decode(TypeOnly.self, from: value).type
     }
 
     /// Publishes the message to `dlq.<group>` with why, where it came from and its original
