@@ -39,7 +39,7 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     deinit {
-        // No queued work can hold `self` any more, so touching the handle here is safe.
+        // Nothing can be using the handle once `self` is gone (every use holds `self`).
         if let handle { PQfinish(handle) }
     }
 
@@ -301,8 +301,8 @@ public final class PostgresConnection: @unchecked Sendable {
     /// whether the connection is still usable. A backend killed while the connection sat idle
     /// has sent its goodbye and closed the socket, which this notices.
     ///
-    /// Runs on the caller's thread, not the connection's queue: the pool calls it only on a
-    /// connection no one holds (nothing is queued for it), and it never blocks.
+    /// Runs without taking the connection's turn: the pool calls it only on a connection no one
+    /// holds, and it never blocks.
     func checkAlive() -> Bool {
         guard !isBroken, let handle else { return false }
         // The first read takes what is buffered (a dying backend's FATAL message); only the
