@@ -104,8 +104,10 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible, Equatabl
             // Text results are decoded assuming UTC ISO timestamps. Prepared statements keep the
             // server's default plan choice (a generic plan once it costs no more than the custom
             // ones): planning each execution cost PostgreSQL more CPU than running the statement
-            // for most of a help's statements. The few statements a generic plan misleads say so
-            // themselves (`PostgresQuery.plannedForEachExecution`).
+            // for most of a help's statements. The few statements the server would choose wrongly
+            // for say so themselves: planned per execution where a generic plan misleads
+            // (`PostgresQuery.plannedForEachExecution`), once where a right generic plan is
+            // estimated dearer than custom ones and would never be kept (`plannedOnce`).
             ("options", "-c TimeZone=UTC -c DateStyle=ISO,YMD -c bytea_output=hex"),
             ("client_encoding", "UTF8"),
         ]

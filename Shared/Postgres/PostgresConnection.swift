@@ -137,7 +137,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             let types = query.binds.map { Oid($0.type.rawValue) }
             let values = texts.map { $0.map { UnsafePointer($0) } }
-            return try await self.execute(query.sql, types: types, values: values, prepare: !query.plansEachExecution, handle: handle)
+            return try await self.execute(query.sql, types: types, values: values, planning: query.planning, handle: handle)
         }
     }
 
@@ -191,8 +191,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// The statement as a prepared statement where it may be one, in one round trip with a
     /// pending `BEGIN` and its own preparation.
     private func execute(
-        _ sql: String, types: [Oid], values: [UnsafePointer<CChar>?], prepare: Bool, handle: OpaquePointer
+        _ sql: String, types: [Oid], values: [UnsafePointer<CChar>?], planning: PostgresQuery.Planning, handle: OpaquePointer
     ) async throws -> PostgresRows {
+        let prepare = planning != .eachExecution
         let count = Int32(values.count)
         let key = StatementKey(sql: sql, types: types)
         var prepared = prepare ? preparedStatements[key] : nil
@@ -203,10 +204,16 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         let begin = takePendingBegin()
 
-        // One round trip: [BEGIN] [Parse] Bind/Execute Sync.
+        // One round trip: [BEGIN] [SET] [Parse] Bind/Execute [RESET] Sync. A statement planned once
+        // is executed under `force_generic_plan` (the cached plan source keeps its generic plan);
+        // if the statement fails, the RESET is skipped but the SET is rolled back with the
+        // (explicit or implicit) transaction.
+        let planModes: (set: String, reset: String)? = planning == .once
+            ? ("SET plan_cache_mode = force_generic_plan", "RESET plan_cache_mode") : nil
         guard PQenterPipelineMode(handle) == 1 else { throw connectionFailure(handle, sql: sql) }
         var sent = true
         if let begin { sent = sent && PQsendQueryParams(handle, begin, 0, nil, nil, nil, nil, 0) == 1 }
+        if let planModes { sent = sent && PQsendQueryParams(handle, planModes.set, 0, nil, nil, nil, nil, 0) == 1 }
         if let preparing { sent = sent && PQsendPrepare(handle, preparing, sql, count, types) == 1 }
         let name = preparing ?? prepared
         if let name {
@@ -214,6 +221,7 @@ public final class PostgresConnection: @unchecked Sendable {
         } else {
             sent = sent && PQsendQueryParams(handle, sql, count, types, values, nil, nil, 0) == 1
         }
+        if let planModes { sent = sent && PQsendQueryParams(handle, planModes.reset, 0, nil, nil, nil, nil, 0) == 1 }
         sent = sent && PQpipelineSync(handle) == 1
         guard sent else { throw connectionFailure(handle, sql: sql) }
 
@@ -226,14 +234,18 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         var failure: (any Error)?
         var statementRows: PostgresRows?
+        /// `BEGIN`, `SET`, `RESET`: only a failure matters.
+        func utilityResult(_ utility: String) async throws {
+            let result = try await commandResult()
+            let status = PQresultStatus(result)
+            if status == PGRES_COMMAND_OK || status == PGRES_PIPELINE_ABORTED { PQclear(result) } else {
+                do { _ = try rows(from: result, handle: handle, sql: utility) } catch { failure = failure ?? error }
+            }
+        }
         do {
             try await flush(handle, sql: sql)
-            if let begin {
-                let result = try await commandResult()
-                if PQresultStatus(result) == PGRES_COMMAND_OK { PQclear(result) } else {
-                    do { _ = try rows(from: result, handle: handle, sql: begin) } catch { failure = failure ?? error }
-                }
-            }
+            if let begin { try await utilityResult(begin) }
+            if let planModes { try await utilityResult(planModes.set) }
             if preparing != nil {
                 let result = try await commandResult()
                 if PQresultStatus(result) == PGRES_COMMAND_OK {
@@ -252,6 +264,7 @@ public final class PostgresConnection: @unchecked Sendable {
             } else {
                 do { statementRows = try rowsEvictingStale(result, key: key, handle: handle) } catch { failure = failure ?? error }
             }
+            if let planModes { try await utilityResult(planModes.reset) }
             guard let sync = try await nextResult(handle, sql: sql), PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
                 throw connectionFailure(handle, sql: sql)
             }

@@ -8,10 +8,17 @@
 public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomStringConvertible {
     public var sql: String
     public var binds: [PostgresBind]
-    /// Sent unprepared, so the server plans it for each execution's values. For the statements a
-    /// plan made once would mislead, such as a read whose best plan depends on how many rows
-    /// were just changed (estimates know nothing of dead index entries).
-    public private(set) var plansEachExecution = false
+    /// How the server plans the statement; see `plannedForEachExecution` and `plannedOnce`.
+    public private(set) var planning = Planning.serverChooses
+
+    public enum Planning: Sendable {
+        /// A generic plan once it is estimated to cost no more than the custom ones so far.
+        case serverChooses
+        /// Sent unprepared: planned for each execution's values.
+        case eachExecution
+        /// One generic plan, kept for every execution on the connection.
+        case once
+    }
 
     public init(unsafeSQL sql: String, binds: [PostgresBind] = []) {
         self.sql = sql
@@ -26,10 +33,21 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
         self.init(unsafeSQL: stringInterpolation.sql, binds: stringInterpolation.binds)
     }
 
-    /// This statement, planned by the server on every execution (see `plansEachExecution`).
+    /// This statement, planned for each execution's values. For the statements a plan made once
+    /// would mislead, such as a read whose best plan depends on how many rows were just changed
+    /// (estimates know nothing of dead index entries).
     public func plannedForEachExecution() -> PostgresQuery {
         var query = self
-        query.plansEachExecution = true
+        query.planning = .eachExecution
+        return query
+    }
+
+    /// This statement, planned once per connection with no regard to its values. For statements
+    /// whose generic plan is right but estimated dearer than a custom one (arrays of unknown
+    /// length), which the server would otherwise plan again on every execution.
+    public func plannedOnce() -> PostgresQuery {
+        var query = self
+        query.planning = .once
         return query
     }
 

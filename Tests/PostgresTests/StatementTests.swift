@@ -86,4 +86,44 @@ struct StatementTests {
             #expect(try written.decode("payload", as: String.self) == "opened")
         }
     }
+
+    /// A statement planned once runs on its generic plan from the first call, and the session's
+    /// plan choice is back to the server's afterwards, whether the statement succeeded, failed
+    /// alone or failed inside a transaction.
+    @Test func statementPlannedOnceKeepsItsGenericPlanAndLeavesTheSessionAsItWas() async throws {
+        try await withTestPool(options: .init(maxConnections: 1)) { pool in
+            try await pool.query("CREATE TABLE stock (sku text PRIMARY KEY, left_count int8 NOT NULL)")
+            try await pool.query("INSERT INTO stock VALUES ('tea', 10), ('cup', 3)")
+            func mode() async throws -> String {
+                try await pool.query("SELECT current_setting('plan_cache_mode') AS mode").single().decode("mode")
+            }
+            let counted: PostgresQuery = "SELECT sum(left_count)::int8 AS n FROM stock WHERE sku = ANY(\(["tea", "cup"]))"
+            for _ in 0..<3 {
+                #expect(try await pool.query(counted.plannedOnce()).single().decode("n", as: Int.self) == 13)
+            }
+            let plans = try await pool.query(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = \(counted.sql)").single()
+            #expect(try plans.decode("generic_plans", as: Int.self) == 3)
+            #expect(try plans.decode("custom_plans", as: Int.self) == 0)
+            #expect(try await mode() == "auto")
+
+            let failing: PostgresQuery = "SELECT 1 / (left_count - \(3))::int8 AS n FROM stock WHERE sku = ANY(\(["cup"]))"
+            await #expect(throws: PostgresError.self) { try await pool.query(failing.plannedOnce()) }
+            #expect(try await mode() == "auto")
+            await #expect(throws: PostgresError.self) {
+                try await pool.withTransaction { connection in
+                    try await connection.query("INSERT INTO stock VALUES ('pot', 1)")
+                    try await connection.query(failing.plannedOnce())
+                }
+            }
+            #expect(try await mode() == "auto")
+            #expect(try await pool.query("SELECT count(*)::int8 AS n FROM stock").single().decode("n", as: Int.self) == 2)
+            let (inTransaction, modeInTransaction) = try await pool.withTransaction { connection in
+                (try await connection.query(counted.plannedOnce()).single().decode("n", as: Int.self),
+                 try await connection.query("SELECT current_setting('plan_cache_mode') AS mode").single().decode("mode", as: String.self))
+            }
+            #expect(inTransaction == 13)
+            #expect(modeInTransaction == "auto")
+        }
+    }
 }

@@ -113,16 +113,18 @@ extension TaskBook {
     ) async throws -> [Result<HelpOutcome, any Error>?] {
         let taskIDs = helps.map(\.request.task.rawValue)
         let helperIDs = helps.map(\.request.helper.rawValue)
-        // The helpers' standing and referral, before any lock.
+        // The helpers' standing and referral, before any lock. This statement and the tasks' read
+        // are planned once: their generic plans (index lookups per element) are right, but the
+        // server, estimating arrays of unknown length, would plan them again on every batch
+        // (half a millisecond each for this one, per pg_stat_statements).
         var standing: [Int: PostgresRow] = [:]
-        for row in try await connection.query(
-            """
+        let standingQuery: PostgresQuery = """
             SELECT r.n, \(standingColumns)
             FROM unnest(\(taskIDs)::uuid[], \(helperIDs)::text[]) WITH ORDINALITY AS r(task_id, helper, n)
             LEFT JOIN tasks task ON task.id = r.task_id
             \(referralJoin())
-            """)
-        {
+            """
+        for row in try await connection.query(standingQuery.plannedOnce()) {
             standing[try row.decode("n", as: Int.self) - 1] = row
         }
 
@@ -133,12 +135,11 @@ extension TaskBook {
 
         // The tasks, locked in id order (two batches never wait on each other in a cycle).
         var tasks: [TaskID: (row: Row, terms: CampaignTerms?)] = [:]
-        for row in try await connection.query(
-            """
+        let lockedTasks: PostgresQuery = """
             SELECT task.*, (SELECT terms FROM campaign_rules WHERE campaign_id = task.campaign_id) AS terms
             FROM (SELECT \(columns) FROM tasks WHERE id = ANY(\(Array(Set(taskIDs)))) ORDER BY id FOR NO KEY UPDATE) AS task
-            """)
-        {
+            """
+        for row in try await connection.query(lockedTasks.plannedOnce()) {
             let task = try Row(row)
             tasks[task.id] = (task, try row.decode("terms", as: String?.self).map { try ReadModels.terms.decode($0) })
         }

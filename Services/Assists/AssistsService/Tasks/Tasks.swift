@@ -428,16 +428,17 @@ enum TaskBook {
             "SELECT count(pg_advisory_xact_lock(hashtext(key))) FROM (SELECT key FROM unnest(\(keys)::text[]) AS key ORDER BY key) AS ordered")
         let since = Date().addingTimeInterval(-Double(fraud.window.components.seconds))
         // `IS NOT NULL` repeats the partial indexes' condition: a plan made once for any array
-        // cannot infer it from `= ANY(...)`, and without it read every help in the table.
-        for row in try await connection.query(
-            """
+        // cannot infer it from `= ANY(...)`, and without it read every help in the table. With
+        // it, the generic plan is two index-only scans; planned once, as the server (estimating
+        // arrays of unknown length) would plan it again on every call.
+        let counts: PostgresQuery = """
             SELECT 'device' AS kind, device_id AS key, count(*)::int8 AS n FROM helps
             WHERE device_id IS NOT NULL AND device_id = ANY(\(devices)::text[]) AND created_at > \(since) GROUP BY device_id
             UNION ALL
             SELECT 'network', network, count(*)::int8 FROM helps
             WHERE network IS NOT NULL AND network = ANY(\(networks)::text[]) AND created_at > \(since) GROUP BY network
-            """)
-        {
+            """
+        for row in try await connection.query(counts.plannedOnce()) {
             let key: String = try row.decode("key")
             if try row.decode("kind", as: String.self) == "device" {
                 byDevice[key] = try row.decode("n")
