@@ -16,7 +16,7 @@ public final class PostgresConnection: @unchecked Sendable {
     private var handle: OpaquePointer?
     private let queue: DispatchQueue
     private let broken = Atomic<Bool>(false)
-    /// Who may touch `handle`, and whether a close waits for them to finish.
+    /// Who may touch `handle` now, and who waits to, in order of arrival.
     private let turn = Mutex(Turn())
     /// SQL text and parameter types → name of its prepared statement on this connection (the
     /// same text may be sent with other types: a string is left for the server to type);
@@ -399,6 +399,13 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func takeTurn() async {
+        // The usual case, a free connection, takes the turn without making a continuation.
+        let free = turn.withLock { turn in
+            if turn.taken { return false }
+            turn.taken = true
+            return true
+        }
+        if free { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = turn.withLock { turn in
                 if turn.taken {
