@@ -20,7 +20,7 @@ public enum Contracts {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         var types: Set<String> = []
-        for (index, row) in try await pool.query("SELECT event_type, payload FROM outbox ORDER BY id").enumerated() {
+        for (index, row) in try await pool.query("SELECT event_type, payload FROM outbox_history ORDER BY id").enumerated() {
             types.insert(try row.decode("event_type"))
             try row.decode("payload", as: String.self).write(to: folder.appendingPathComponent("\(index).json"), atomically: true, encoding: .utf8)
         }
@@ -33,7 +33,7 @@ public enum Contracts {
 
 /// The events of one type a service appended to its outbox, oldest first.
 public func emitted<Payload: DomainEvent>(_ type: Payload.Type, on pool: PostgresPool) async throws -> [Payload] {
-    try await pool.query("SELECT payload FROM outbox WHERE event_type = \(Payload.eventType) ORDER BY id").map {
+    try await pool.query("SELECT payload FROM outbox_history WHERE event_type = \(Payload.eventType) ORDER BY id").map {
         try EventCoding.decode(Payload.self, from: Array(try $0.decode("payload", as: String.self).utf8)).data
     }
 }

@@ -131,7 +131,7 @@ struct CampaignHTTPTests {
             #expect(Self.json(stock)["stockLeft"] as? Int == 520)
             #expect(try await api.call(.post, "/campaigns/\(id)/end", as: "m-tea", roles: [.merchant]).status == .ok)
             #expect(try await api.call(.post, "/campaigns/\(id)/resume", as: "m-tea", roles: [.merchant]).status == .conflict)
-            let types = try await pool.query("SELECT event_type FROM outbox ORDER BY id").map { try $0.decode("event_type", as: String.self) }
+            let types = try await pool.query("SELECT event_type FROM outbox_history ORDER BY id").map { try $0.decode("event_type", as: String.self) }
             #expect(types == [
                 "campaigns.CampaignPublished.v1", "campaigns.CampaignPaused.v1", "campaigns.CampaignResumed.v1",
                 "campaigns.CampaignUpdated.v1", "campaigns.CampaignEnded.v1",

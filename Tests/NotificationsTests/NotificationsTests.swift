@@ -63,7 +63,7 @@ struct NotificationsTests {
             #expect(messages.count == 1)
             #expect(messages.first?.count == 10)
             #expect(messages.first?.title == "10 位好友帮你砍价")
-            #expect(try await pool.query("SELECT count(*)::int8 AS n FROM outbox").single().decode("n", as: Int.self) == 10,
+            #expect(try await pool.query("SELECT count(*)::int8 AS n FROM outbox_history").single().decode("n", as: Int.self) == 10,
                     "each help is still a delivery fact")
         }
     }
@@ -148,7 +148,7 @@ struct NotificationsTests {
                 }
                 #expect(attempts == [[1, 500], [2, 500], [3, 200]])
                 #expect(received.withLock { $0.count } == 3, "two failed tries, then the message once")
-                let delivered = try await pool.query("SELECT payload FROM outbox WHERE event_type = \(NotificationDelivered.eventType)").map {
+                let delivered = try await pool.query("SELECT payload FROM outbox_history WHERE event_type = \(NotificationDelivered.eventType)").map {
                     try EventCoding.decode(NotificationDelivered.self, from: Array(try $0.decode("payload", as: String.self).utf8)).data.channel
                 }
                 #expect(delivered.contains(.webhook))

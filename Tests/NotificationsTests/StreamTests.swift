@@ -77,7 +77,7 @@ struct StreamTests {
                 #expect(!text.contains("id: \(seqs[0])\n") && !text.contains("id: \(seqs[1])\n"), "\(text)")
                 #expect(text.contains("id: \(seqs[2])\n"))
                 #expect(text.contains("你现在是 5 级"), "a notification created while connected arrives live")
-                let streamed = try await pool.query("SELECT payload FROM outbox WHERE event_type = \(NotificationDelivered.eventType)").map {
+                let streamed = try await pool.query("SELECT payload FROM outbox_history WHERE event_type = \(NotificationDelivered.eventType)").map {
                     try EventCoding.decode(NotificationDelivered.self, from: Array(try $0.decode("payload", as: String.self).utf8)).data.channel
                 }
                 #expect(streamed.filter { $0 == .stream }.count >= 3, "each live delivery is recorded")

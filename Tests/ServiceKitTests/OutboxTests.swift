@@ -56,8 +56,10 @@ struct OutboxTests {
                 #expect(event.data.stockLeft == lastByCampaign[event.data.campaignId, default: -1] + 1, "per-key order")
                 lastByCampaign[event.data.campaignId] = event.data.stockLeft
             }
-            let unpublished = try await pool.query("SELECT count(*) AS c FROM outbox WHERE published_at IS NULL").single()
-            #expect(try unpublished.decode("c", as: Int.self) == 0)
+            #expect(try await pool.query("SELECT count(*) AS c FROM outbox").single().decode("c", as: Int.self) == 0,
+                    "published rows leave the outbox")
+            let archived = try await pool.query("SELECT event_id FROM outbox_published").map { EventID(rawValue: try $0.decode("event_id")) }
+            #expect(archived.count == 5_000 && Set(archived) == Set(committed), "each published event archived once")
             await recorder.stop()
             relaying.cancel()
             _ = await relaying.result
@@ -97,6 +99,50 @@ struct OutboxTests {
             // Nothing lost; retries after the failed sends may repeat a record (the inbox on the
             // consuming side makes that harmless), but never out of order for the first delivery.
             #expect(Set(sequences) == Set(0...200))
+            await recorder.stop()
+            relaying.cancel()
+            _ = await relaying.result
+            await producer.shutdown()
+        }
+    }
+
+    /// A relay of the previous release marked rows published in place; during a rolling deploy
+    /// the new relay must not send those again, and the purge clears them and the archive alike.
+    @Test func rowsMarkedPublishedInPlaceAreNotSentAgainAndOldRowsArePurgedFromBothTables() async throws {
+        let broker = try KafkaLocalBroker()
+        try broker.createTopic(Topics.campaign.name, partitions: 4)
+        try await withKitDatabase { pool in
+            let campaign = CampaignID()
+            for sequence in 0..<3 {
+                try await pool.withTransaction { try await Outbox.append(stockReserved(campaign: campaign, sequence: sequence), on: $0) }
+            }
+            // Event 0 was published by the previous release two hours ago; an archived event is as old.
+            try await pool.query("UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id = (SELECT min(id) FROM outbox)")
+            try await pool.query(
+                """
+                INSERT INTO outbox_published (id, event_id, topic, key, event_type, payload, headers, created_at, published_at)
+                VALUES (0, \(UUID()), 'old', 'old', 'old', '{}', '{}', now() - interval '3 hours', now() - interval '2 hours')
+                """)
+            var options = OutboxRelay.Options()
+            options.retention = .seconds(3600)
+            options.purgeInterval = .milliseconds(100)
+            options.idleWait = .milliseconds(100)
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer, options: options)
+            let relaying = Task { try await relay.run() }
+            let recorder = TopicRecorder()
+            try await recorder.start(bootstrap: broker.bootstrapServers, topic: Topics.campaign.name)
+
+            #expect(try await eventually {
+                try await pool.query(
+                    "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM outbox_published WHERE topic = 'old') AS c"
+                ).single().decode("c", as: Int.self) == 0
+            }, "old rows purged from the outbox and the archive")
+            #expect(await eventually { await recorder.events(StockReserved.self).count >= 2 })
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(await recorder.events(StockReserved.self).map(\.data.stockLeft) == [1, 2], "the row published in place is not sent again")
+            let history = try await pool.query("SELECT count(*) AS c FROM outbox_history").single().decode("c", as: Int.self)
+            #expect(history == 2, "the two events this relay published, kept for the retention period")
             await recorder.stop()
             relaying.cancel()
             _ = await relaying.result

@@ -215,7 +215,7 @@ struct AssistsBench: AsyncParsableCommand {
         }
         let written = try await read("assists", """
             SELECT event_id::text AS event_id, extract(epoch FROM created_at)::float8 AS at, extract(epoch FROM published_at)::float8 AS published
-            FROM outbox WHERE event_type = 'assists.AssistRecorded.v1' AND created_at >= \(since)
+            FROM outbox_history WHERE event_type = 'assists.AssistRecorded.v1' AND created_at >= \(since)
             """)
         let handled = try await read("notifications", """
             SELECT event_id::text AS event_id, extract(epoch FROM handled_at)::float8 AS at, NULL::float8 AS published

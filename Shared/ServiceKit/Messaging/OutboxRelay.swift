@@ -14,7 +14,7 @@ import Synchronization
 /// - Wakes on `NOTIFY fission_outbox` (sent by `Outbox.append` at commit) and on a timer.
 /// - A row is marked published only after its delivery report; while the broker is down, sends
 ///   fail and the relay backs off, then publishes everything once it is back.
-/// - Published rows are purged after the retention period.
+/// - Published rows move to `outbox_published` and are purged after the retention period.
 ///
 /// The rows are read as "unpublished, by id" (never "id above the last one seen"), so a row
 /// whose transaction committed after a higher id is not skipped; it is published on the next pass.
@@ -172,7 +172,14 @@ public final class OutboxRelay: Service, Sendable {
             }
         }
         if !delivered.isEmpty {
-            try await connection.query("UPDATE outbox SET published_at = now() WHERE id = ANY(\(delivered))")
+            // Moved to the archive: the outbox holds only what waits (see the migration
+            // `0000_kit_outbox_published` for why not an update).
+            try await connection.query(
+                """
+                WITH moved AS (DELETE FROM outbox WHERE id = ANY(\(delivered)) RETURNING *)
+                INSERT INTO outbox_published (id, event_id, topic, key, event_type, payload, headers, created_at)
+                SELECT id, event_id, topic, key, event_type, payload, headers, created_at FROM moved
+                """)
             metrics?.countOutboxPublished(delivered.count)
         }
         return failure
@@ -180,9 +187,11 @@ public final class OutboxRelay: Service, Sendable {
 
     private func purge(on connection: PostgresConnection) async throws {
         let cutoff = Date().addingTimeInterval(-Double(options.retention.components.seconds))
-        let purged = try await connection.query("DELETE FROM outbox WHERE published_at < \(cutoff)")
-        if purged.affectedRows > 0 {
-            logger.info("purged published outbox rows", metadata: ["rows": "\(purged.affectedRows)"])
+        // The outbox itself still holds rows a relay of the previous release marked published.
+        let purged = try await connection.query("DELETE FROM outbox_published WHERE published_at < \(cutoff)").affectedRows
+            + connection.query("DELETE FROM outbox WHERE published_at < \(cutoff)").affectedRows
+        if purged > 0 {
+            logger.info("purged published outbox rows", metadata: ["rows": "\(purged)"])
         }
     }
 }

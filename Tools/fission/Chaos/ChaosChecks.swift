@@ -63,7 +63,7 @@ struct ServiceDatabases {
         var counts: [String: Int] = [:]
         for pool in pools.values {
             for row in try await pool.query(
-                "SELECT event_type, count(*)::int AS n FROM outbox WHERE published_at IS NOT NULL GROUP BY event_type") {
+                "SELECT event_type, count(*)::int AS n FROM outbox_history WHERE published_at IS NOT NULL GROUP BY event_type") {
                 counts[try row.decode("event_type"), default: 0] += try row.decode("n", as: Int.self)
             }
         }
@@ -236,7 +236,7 @@ struct ChaosAudit {
         var written: [String: [(sequence: Int64, id: String)]] = [:]
         for service in LocalStack.services {
             for row in try await databases[service].query(
-                "SELECT id, event_id::text AS event_id, event_type, topic, key, published_at IS NOT NULL AS published FROM outbox") {
+                "SELECT id, event_id::text AS event_id, event_type, topic, key, published_at IS NOT NULL AS published FROM outbox_history") {
                 let id: String = try row.decode("event_id"), type: String = try row.decode("event_type"), topic: String = try row.decode("topic")
                 outbox[id] = (type, topic)
                 written["\(topic) \(try row.decode("key", as: String.self))", default: []].append((try row.decode("id"), id))

@@ -216,9 +216,9 @@ struct InvariantChecker {
             ("orders", [OrderRefunded.eventType], "order refunded"),
         ] {
             let pool = pools[service]!
-            checked += try await pool.query("SELECT count(*)::int AS n FROM outbox WHERE event_type = ANY(\(types))").single().decode("n", as: Int.self)
+            checked += try await pool.query("SELECT count(*)::int AS n FROM outbox_history WHERE event_type = ANY(\(types))").single().decode("n", as: Int.self)
             violations += try await pool.query(
-                "SELECT key, count(*)::int AS n FROM outbox WHERE event_type = ANY(\(types)) GROUP BY key HAVING count(*) > 1"
+                "SELECT key, count(*)::int AS n FROM outbox_history WHERE event_type = ANY(\(types)) GROUP BY key HAVING count(*) > 1"
             ).map { "\(what) \(try $0.decode("key", as: String.self)): \(try $0.decode("n", as: Int.self)) outcomes announced" }
         }
         return Outcome(promise: "one outcome per team, one confirmation and one refund per order", kind: .duplicateEffect, checked: checked, violations: violations)
