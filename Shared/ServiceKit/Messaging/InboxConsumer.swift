@@ -159,7 +159,8 @@ public final class InboxConsumer: Service, Sendable {
     }
 
     /// One transaction for several messages, each recorded in the inbox and handled in offset
-    /// order as if alone: it saves a `BEGIN` and a `COMMIT` per message. False, with nothing
+    /// order as if alone: it saves a `BEGIN`, a `COMMIT` and the inbox insert's round trip per
+    /// message. False, with nothing
     /// changed, when any message needs more than that (undecodable, a handler that failed, the
     /// database away): then each is taken on its own, with retries and dead letters.
     private func handleTogether(_ batch: [KafkaMessage]) async -> Bool {
@@ -173,10 +174,24 @@ public final class InboxConsumer: Service, Sendable {
             guard let header = try? EventCoding.decodeHeader(from: message.value) else { return false }
             work.append((message, type, header.id, handler))
         }
+        let handled = work.compactMap { $0 }
         do {
             try await pool.withTransaction { connection in
-                for case let (message, type, id, handler)? in work {
-                    try await self.handleOnce(message, id: id, type: type, handler: handler, on: connection)
+                // Every inbox row in one statement; then the handlers of the events it had not
+                // seen, in offset order (an event delivered twice in the batch runs once).
+                var fresh: Set<UUID> = []
+                if !handled.isEmpty {
+                    fresh = Set(try await connection.query(
+                        """
+                        INSERT INTO inbox (consumer, event_id, event_type)
+                        SELECT \(self.group), e.event_id, e.event_type
+                        FROM unnest(\(handled.map(\.id.rawValue))::uuid[], \(handled.map(\.type))::text[]) AS e(event_id, event_type)
+                        ON CONFLICT DO NOTHING
+                        RETURNING event_id
+                        """).map { try $0.decode("event_id", as: UUID.self) })
+                }
+                for (message, _, id, handler) in handled where fresh.remove(id.rawValue) != nil {
+                    try await handler.handle(message.value, connection)
                 }
             }
         } catch {
