@@ -59,7 +59,7 @@ public enum NotificationsService {
             name: name, migrations: try migrations(), consumedTopics: consumedTopics, eventHandlers: eventHandlers,
             scheduledJobs: scheduledJobs, services: [wakeups], consumerOptions: Self.consumerOptions)
         return try await ServiceApplication.assemble(definition, settings: settings, logger: logger) { api, runtime in
-            InboxRoutes(runtime: runtime, wakeups: wakeups).register(on: api)
+            InboxRoutes(runtime: runtime, wakeups: wakeups, deliveries: StreamDeliveries(pool: runtime.pool)).register(on: api)
             WebhookRoutes(runtime: runtime).register(on: api)
             TemplateRoutes(runtime: runtime).register(on: api)
         }

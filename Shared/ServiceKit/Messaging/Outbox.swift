@@ -73,6 +73,17 @@ public enum Outbox {
             """)
     }
 
+    /// Appends several events in order in one statement, which is atomic on its own: `connection`
+    /// may be outside a transaction.
+    public static func append(_ records: [Record], on connection: PostgresConnection) async throws {
+        guard !records.isEmpty else { return }
+        try await connection.query(
+            """
+            WITH appended AS (\(insertion(of: records)))
+            SELECT pg_notify(\(channel), '') FROM (SELECT 1 FROM appended LIMIT 1) AS any_appended
+            """)
+    }
+
     /// Appends the event a request or handler caused, carrying its correlation id.
     public static func append<Payload: DomainEvent>(
         _ data: Payload, correlationID: String?, causationID: String? = nil, on connection: PostgresConnection

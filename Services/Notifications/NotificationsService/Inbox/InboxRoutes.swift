@@ -8,6 +8,7 @@ import ServiceKit
 struct InboxRoutes {
     let runtime: ServiceRuntime
     let wakeups: InboxWakeups
+    let deliveries: StreamDeliveries
 
     struct Item: ResponseEncodable, Codable {
         var id: NotificationID
@@ -98,6 +99,7 @@ struct InboxRoutes {
         let lastSeen = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { Int64($0) } ?? 0
         let pool = runtime.pool
         let wakeups = self.wakeups
+        let deliveries = self.deliveries
         let body = ResponseBody { writer in
             let wake = wakeups.follow(user.rawValue)
             defer { wakeups.unfollow(user.rawValue, wake) }
@@ -110,19 +112,23 @@ struct InboxRoutes {
                     SELECT \(Self.columns) FROM notifications
                     WHERE user_id = \(user.rawValue) AND seq > \(last) AND visible_at <= now() ORDER BY seq LIMIT 100
                     """).map(Self.item)
-                for item in items {
-                    let json = String(decoding: try EventCoding.encode(item), as: UTF8.self)
-                    try await writer.write(ByteBuffer(string: "id: \(item.seq)\nevent: notification\ndata: \(json)\n\n"))
-                    last = item.seq
-                    lastWrite = .now
-                    // Record the live delivery (for audit and statistics).
-                    try await pool.withTransaction { connection in
-                        try await Outbox.append(
-                            NotificationDelivered(
-                                notificationId: item.id, userId: user, category: item.category, channel: .stream,
-                                causeEventId: item.cause, deliveredAt: Date()),
-                            correlationID: nil, on: connection)
+                if !items.isEmpty {
+                    var frames = ByteBuffer()
+                    for item in items {
+                        frames.writeString("id: \(item.seq)\nevent: notification\ndata: ")
+                        frames.writeBytes(try EventCoding.encode(item))
+                        frames.writeString("\n\n")
                     }
+                    try await writer.write(frames)
+                    last = items[items.count - 1].seq
+                    lastWrite = .now
+                    // Record the live deliveries (for audit and statistics).
+                    let deliveredAt = Date()
+                    try await deliveries.record(items.map { item in
+                        CloudEvent(NotificationDelivered(
+                            notificationId: item.id, userId: user, category: item.category, channel: .stream,
+                            causeEventId: item.cause, deliveredAt: deliveredAt))
+                    })
                 }
                 if items.count == 100 { continue }
                 // A comment line now and then keeps proxies from closing the stream and makes
