@@ -3,7 +3,7 @@ import FissionTesting
 import Foundation
 import Kafka
 import Postgres
-import ServiceKit
+@testable import ServiceKit
 import Synchronization
 import Testing
 
@@ -70,6 +70,15 @@ struct InboxTests {
             _ = await running.result
             await producer.shutdown()
         }
+    }
+
+    @Test func everyLaneGetsOneOfATopicsPartitionsWhenThereAreAsManyAndTopicsStartApart() {
+        for topic in Topics.all {
+            let lanes = (0..<topic.partitions).map { InboxConsumer.lane(topic: topic.name, partition: $0, among: Int(topic.partitions)) }
+            #expect(Set(lanes).count == Int(topic.partitions), "\(topic.name) → \(lanes)")
+        }
+        let singlePartitionLanes = Set(ServiceName.allCases.map { InboxConsumer.lane(topic: Topics.deadLetter(of: $0.rawValue), partition: 0, among: 8) })
+        #expect(singlePartitionLanes.count > 1, "one-partition topics should not all share one lane")
     }
 
     @Test func concurrentPartitionsKeepEachAggregatesEventsInOrderAndHandleEachOnce() async throws {

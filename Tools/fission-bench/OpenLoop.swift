@@ -25,6 +25,9 @@ enum OpenLoop {
         var endToEnd: Percentiles
         var sent: Int
         var notified: Int
+        /// Helps with no notification after their response was read but one between the help's
+        /// due time and reading its response (the pipeline beat the response to the generator).
+        var notifiedBeforeResponse: Int
     }
 
     /// What the inbox streams saw: how many are open, and when notifications arrived per task.
@@ -119,12 +122,19 @@ enum OpenLoop {
         _ = await streams.value
         let seen = streamed.arrivals.withLock { $0 }
         var endToEnd: [Double] = []
-        for (task, _, done) in responses {
-            if let arrival = seen[task]?.first(where: { $0 >= done }) { endToEnd.append((arrival - done).inMilliseconds) }
+        var beforeResponse = 0
+        for (task, latency, done) in responses {
+            if let arrival = seen[task]?.first(where: { $0 >= done }) {
+                endToEnd.append((arrival - done).inMilliseconds)
+            } else {
+                let due = done - .microseconds(Int64(latency * 1000))
+                if seen[task]?.contains(where: { $0 >= due && $0 < done }) == true { beforeResponse += 1 }
+            }
         }
         try await client.shutdown()
         return Result(rate: rateAchieved, latency: Percentiles(responses.map(\.1)), endToEnd: Percentiles(endToEnd),
-                      sent: responses.count, notified: endToEnd.count)
+                      sent: responses.count, notified: endToEnd.count,
+                      notifiedBeforeResponse: beforeResponse)
     }
 }
 
