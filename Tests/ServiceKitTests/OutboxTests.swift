@@ -16,7 +16,9 @@ struct OutboxTests {
         try broker.createTopic(Topics.campaign.name, partitions: 8)
         try await withKitDatabase { pool in
             let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-            let relay = OutboxRelay(service: "test", pool: pool, producer: producer)
+            var options = OutboxRelay.Options()
+            options.vacuumAfter = 500
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer, options: options)
             let relaying = Task { try await relay.run() }
             let recorder = TopicRecorder()
             try await recorder.start(bootstrap: broker.bootstrapServers, topic: Topics.campaign.name)
@@ -60,6 +62,10 @@ struct OutboxTests {
                     "published rows leave the outbox")
             let archived = try await pool.query("SELECT event_id FROM outbox_published").map { EventID(rawValue: try $0.decode("event_id")) }
             #expect(archived.count == 5_000 && Set(archived) == Set(committed), "each published event archived once")
+            #expect(try await eventually {
+                try await pool.query("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'").single()
+                    .decode("vacuum_count", as: Int.self) > 0
+            }, "the relay vacuums the outbox as it empties it")
             await recorder.stop()
             relaying.cancel()
             _ = await relaying.result
