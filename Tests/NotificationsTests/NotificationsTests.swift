@@ -52,6 +52,78 @@ struct NotificationsTests {
         }
     }
 
+    /// A consumer batch is notified in one call; what it leaves behind must be what taking its
+    /// events one at a time leaves: the same messages in the same order, the same folds, caps,
+    /// mutes and de-duplication, and an inbox event per message delivered.
+    @Test func aBatchOfFactsEndsAsTheSameMessagesAsTakingThemOneAtATime() async throws {
+        let taskA = TaskID(), taskB = TaskID(), campaign = CampaignID()
+        func helpOn(_ task: TaskID, _ user: UserID, _ helper: String, left: Int64) -> CloudEvent<AssistRecorded> {
+            CloudEvent(AssistRecorded(
+                taskId: task, campaignId: campaign, initiatorId: user, helpId: HelpID(), helperId: UserID(rawValue: helper),
+                cut: Money(10, .cny), priceNow: Money(left, .cny), amountLeft: Money(left, .cny), helperCount: 1, helpersLeftAtMost: 5,
+                newUser: false, recordedAt: Date()))
+        }
+        let earlier = helpOn(taskB, "u-fold", "h-0", left: 900)
+        let repeated = helpOn(taskA, "u-a", "h-2", left: 980)
+        var messages: [Notifier.Message] = [
+            helpOn(taskA, "u-a", "h-1", left: 990), repeated, repeated, helpOn(taskB, "u-fold", "h-3", left: 890),
+            helpOn(taskA, "u-a", "h-4", left: 970), helpOn(TaskID(), "u-muted", "h-5", left: 500),
+        ].map { event in
+            Notifier.Message(user: event.data.initiatorId, category: "assistRecorded", values: ["helper": event.data.helperId.rawValue,
+                             "left": event.data.amountLeft.formatted, "cut": "¥0.10", "helpers": "5"],
+                             cause: event.id, digestKey: "task:\(event.data.taskId)", campaign: campaign, correlation: nil)
+        }
+        // Seven milestones against a daily cap of five, and another user's order in between.
+        for index in 0..<7 {
+            messages.append(Notifier.Message(user: "u-promo", category: "xpMilestone", values: ["xp": String(index * 100)], cause: EventID(),
+                                             correlation: nil))
+            if index == 3 {
+                messages.append(Notifier.Message(user: "u-a", category: "orderPaid", values: ["amount": "¥9.90"], cause: EventID(), correlation: nil))
+            }
+        }
+
+        func outcome(batched: Bool) async throws -> (inboxes: [String], delivered: [String]) {
+            try await withNotificationsDatabase { pool in
+                try await pool.query("INSERT INTO preferences (user_id, muted) VALUES ('u-muted', '{assistRecorded}')")
+                try await pool.query(
+                    """
+                    INSERT INTO campaign_templates (campaign_id, category, locale, title, body)
+                    VALUES (\(campaign.rawValue), 'assistRecorded', 'zh-CN', '助力', '{helper} 帮你砍了 {cut}')
+                    """)
+                try await handle(earlier, on: pool, NotificationHandlers.assistRecorded)
+                if batched {
+                    try await pool.withTransaction { try await Notifier.notify(messages, on: $0) }
+                } else {
+                    try await pool.withTransaction { connection in
+                        for message in messages { try await Notifier.notify([message], on: connection) }
+                    }
+                }
+                let inboxes = try await pool.query(
+                    "SELECT user_id, category, title, body, digest_count FROM notifications ORDER BY seq"
+                ).map { row -> String in
+                    let user: String = try row.decode("user_id"), category: String = try row.decode("category")
+                    let title: String = try row.decode("title"), body: String = try row.decode("body"), count: Int = try row.decode("digest_count")
+                    return "\(user) \(category) \(title) | \(body) ×\(count)"
+                }
+                let delivered = try await emitted(NotificationDelivered.self, on: pool).map { "\($0.userId) \($0.category) \($0.causeEventId)" }
+                return (inboxes, delivered)
+            }
+        }
+        let alone = try await outcome(batched: false)
+        let together = try await outcome(batched: true)
+        #expect(together.inboxes == alone.inboxes)
+        #expect(together.delivered == alone.delivered)
+        // And what that is: u-fold's earlier message folded (2), task A's three distinct helps in
+        // one digest, the order, five milestones, nothing for the muted user.
+        #expect(alone.inboxes.count == 8, "\(alone.inboxes)")
+        #expect(alone.inboxes.filter { $0.hasPrefix("u-promo") }.count == 5)
+        #expect(alone.inboxes.contains { $0.hasPrefix("u-fold assistRecorded") && $0.hasSuffix("×2") })
+        #expect(alone.inboxes.contains { $0.hasPrefix("u-a assistRecorded") && $0.hasSuffix("×3") })
+        #expect(!alone.inboxes.contains { $0.hasPrefix("u-muted") })
+        let expectedDeliveries = 11  // the earlier help, four helps (the repeated one once, the muted one not), the order, five milestones
+        #expect(alone.delivered.count == expectedDeliveries)
+    }
+
     @Test func tenHelpsInAMinuteFoldIntoOneDigest() async throws {
         try await withNotificationsDatabase { pool in
             let task = TaskID()

@@ -81,6 +81,68 @@ struct InboxTests {
         #expect(singlePartitionLanes.count > 1, "one-partition topics should not all share one lane")
     }
 
+    /// A batched handler gets each run of consecutive events of its type as one call, in offset
+    /// order, each event once however often it was delivered; other types between them split
+    /// the runs and keep their place.
+    @Test func aBatchedHandlerGetsConsecutiveEventsAsRunsInOrderAndEachOnce() async throws {
+        try await withKitDatabase { pool in
+            try await pool.query("CREATE TABLE effects (id bigserial PRIMARY KEY, what text NOT NULL, run int NOT NULL)")
+            let topic = try await TestKafka.shared.createTopic(prefix: "runs", partitions: 1)
+            let group = "runs-\(UUID().uuidString.prefix(8))"
+            try await TestKafka.shared.createTopic(named: Topics.deadLetter(of: group), partitions: 1)
+            let producer = try KafkaProducer(configuration: try await TestKafka.shared.producerConfiguration())
+            let campaign = CampaignID()
+            // Everything is on the topic before the consumer starts, so its batches are full.
+            var expected: [String] = []
+            for sequence in 0..<60 {
+                if sequence % 20 == 19 {
+                    let released = CloudEvent(StockReleased(campaignId: campaign, orderId: OrderID(), quantity: 1, stockLeft: sequence))
+                    try await producer.send(KafkaOutgoingMessage(
+                        topic: topic, key: Array(released.subject.utf8), value: try EventCoding.encode(released),
+                        headers: [KafkaHeader(key: "ce_type", value: released.type)]))
+                    expected.append("released \(sequence)")
+                    continue
+                }
+                let reserved = stockReserved(campaign: campaign, sequence: sequence)
+                for _ in 0..<(sequence % 7 == 3 ? 2 : 1) {
+                    try await producer.send(KafkaOutgoingMessage(
+                        topic: topic, key: Array(reserved.subject.utf8), value: try EventCoding.encode(reserved),
+                        headers: [KafkaHeader(key: "ce_type", value: reserved.type)]))
+                }
+                expected.append("reserved \(sequence)")
+            }
+            let runs = Mutex(0)
+            let inbox = try InboxConsumer(
+                consumer: try await TestKafka.shared.consumerConfiguration(group: group, topics: [topic]), pool: pool,
+                deadLetterProducer: producer,
+                handlers: [
+                    .on(StockReserved.self, batched: { events, connection in
+                        let run = runs.withLock { $0 += 1; return $0 }
+                        for event in events {
+                            try await connection.query("INSERT INTO effects (what, run) VALUES (\("reserved \(event.data.stockLeft)"), \(run))")
+                        }
+                    }),
+                    .on(StockReleased.self) { event, connection in
+                        try await connection.query("INSERT INTO effects (what, run) VALUES (\("released \(event.data.stockLeft)"), 0)")
+                    },
+                ])
+            let running = Task { try await inbox.run() }
+            #expect(try await eventually(timeout: .seconds(60)) {
+                try await pool.query("SELECT count(*)::int8 AS n FROM effects").single().decode("n", as: Int.self) >= expected.count
+            })
+            try await Task.sleep(for: .milliseconds(300))
+            let effects = try await pool.query("SELECT what, run FROM effects ORDER BY id").map {
+                (try $0.decode("what", as: String.self), try $0.decode("run", as: Int.self))
+            }
+            #expect(effects.map(\.0) == expected, "each event once, in offset order")
+            let biggestRun = Dictionary(grouping: effects.filter { $0.1 > 0 }, by: \.1).values.map(\.count).max() ?? 0
+            #expect(biggestRun > 1, "consecutive events of a batch should arrive as one run")
+            running.cancel()
+            _ = await running.result
+            await producer.shutdown()
+        }
+    }
+
     @Test func concurrentPartitionsKeepEachAggregatesEventsInOrderAndHandleEachOnce() async throws {
         // 8 aggregates over 4 partitions, handled by 4 lanes with uneven handler times.
         try await withInbox(partitions: 4, concurrentPartitions: 4, handler: { _, _ in

@@ -21,7 +21,7 @@ public enum NotificationsService {
 
     static var eventHandlers: [EventHandler] {
         [
-            .on(AssistRecorded.self, NotificationHandlers.assistRecorded),
+            .on(AssistRecorded.self, batched: NotificationHandlers.assistsRecorded),
             .on(AssistTaskStarted.self, NotificationHandlers.taskStarted),
             .on(AssistTaskCompleted.self, NotificationHandlers.taskCompleted),
             .on(AssistTaskExpired.self, NotificationHandlers.taskExpired),

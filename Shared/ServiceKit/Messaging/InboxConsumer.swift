@@ -11,6 +11,9 @@ import Synchronization
 public struct EventHandler: Sendable {
     public let eventType: String
     let handle: @Sendable (_ value: [UInt8], _ connection: PostgresConnection) async throws -> Void
+    /// Consecutive events of this type of one batch at once, with the effect of `handle` on
+    /// each in turn; `nil` when the handler takes them one at a time.
+    let handleRun: (@Sendable (_ values: [[UInt8]], _ connection: PostgresConnection) async throws -> Void)?
 
     /// Runs the handler on a raw message value (contract tests feed examples through this).
     public func callAsFunction(_ value: [UInt8], on connection: PostgresConnection) async throws {
@@ -22,14 +25,31 @@ public struct EventHandler: Sendable {
         _ type: Payload.Type,
         _ body: @escaping @Sendable (CloudEvent<Payload>, PostgresConnection) async throws -> Void
     ) -> EventHandler {
-        EventHandler(eventType: Payload.eventType) { value, connection in
-            let event: CloudEvent<Payload>
-            do {
-                event = try EventCoding.decode(Payload.self, from: value)
-            } catch {
-                throw UndecodableEvent(reason: "not a valid \(Payload.eventType): \(error)")
-            }
-            try await body(event, connection)
+        EventHandler(eventType: Payload.eventType, handle: { value, connection in
+            try await body(try decode(Payload.self, value), connection)
+        }, handleRun: nil)
+    }
+
+    /// Handles `Payload` events in runs: the consecutive events of this type in a batch (in
+    /// offset order, each new to the inbox) in one call, which must have the effect of taking
+    /// them one at a time; a lone event is a run of one. For a handler whose statements can
+    /// serve many events at once.
+    public static func on<Payload: DomainEvent>(
+        _ type: Payload.Type,
+        batched body: @escaping @Sendable ([CloudEvent<Payload>], PostgresConnection) async throws -> Void
+    ) -> EventHandler {
+        EventHandler(eventType: Payload.eventType, handle: { value, connection in
+            try await body([try decode(Payload.self, value)], connection)
+        }, handleRun: { values, connection in
+            try await body(try values.map { try decode(Payload.self, $0) }, connection)
+        })
+    }
+
+    private static func decode<Payload: DomainEvent>(_ type: Payload.Type, _ value: [UInt8]) throws -> CloudEvent<Payload> {
+        do {
+            return try EventCoding.decode(Payload.self, from: value)
+        } catch {
+            throw UndecodableEvent(reason: "not a valid \(Payload.eventType): \(error)")
         }
     }
 }
@@ -166,9 +186,9 @@ public final class InboxConsumer: Service, Sendable {
 
     /// One transaction for several messages, each recorded in the inbox and handled in offset
     /// order as if alone: it saves a `BEGIN`, a `COMMIT` and the inbox insert's round trip per
-    /// message. False, with nothing
-    /// changed, when any message needs more than that (undecodable, a handler that failed, the
-    /// database away): then each is taken on its own, with retries and dead letters.
+    /// message. False, with nothing changed, when any message needs more than that
+    /// (undecodable, a handler that failed, the database away): then each is taken on its own,
+    /// with retries and dead letters.
     private func handleTogether(_ batch: [KafkaMessage]) async -> Bool {
         var work: [(message: KafkaMessage, type: String, id: EventID, handler: EventHandler)?] = []
         for message in batch {
@@ -184,7 +204,8 @@ public final class InboxConsumer: Service, Sendable {
         do {
             try await pool.withTransaction { connection in
                 // Every inbox row in one statement; then the handlers of the events it had not
-                // seen, in offset order (an event delivered twice in the batch runs once).
+                // seen, in offset order (an event delivered twice in the batch runs once), a
+                // batched handler once per run of consecutive events of its type.
                 var fresh: Set<UUID> = []
                 if !handled.isEmpty {
                     fresh = Set(try await connection.query(
@@ -196,8 +217,19 @@ public final class InboxConsumer: Service, Sendable {
                         RETURNING event_id
                         """).map { try $0.decode("event_id", as: UUID.self) })
                 }
-                for (message, _, id, handler) in handled where fresh.remove(id.rawValue) != nil {
-                    try await handler.handle(message.value, connection)
+                let new = handled.filter { fresh.remove($0.id.rawValue) != nil }
+                var start = 0
+                while start < new.count {
+                    let handler = new[start].handler
+                    guard let handleRun = handler.handleRun else {
+                        try await handler.handle(new[start].message.value, connection)
+                        start += 1
+                        continue
+                    }
+                    var end = start + 1
+                    while end < new.count, new[end].type == new[start].type { end += 1 }
+                    try await handleRun(new[start..<end].map(\.message.value), connection)
+                    start = end
                 }
             }
         } catch {

@@ -8,11 +8,19 @@ enum NotificationHandlers {
     static let reminderJob = "task-expiring"
 
     static func assistRecorded(_ event: CloudEvent<AssistRecorded>, _ connection: PostgresConnection) async throws {
-        let help = event.data
-        try await Notifier.notify(
-            help.initiatorId, "assistRecorded",
-            ["helper": help.helperId.rawValue, "cut": help.cut.formatted, "left": help.amountLeft.formatted, "helpers": String(help.helpersLeftAtMost)],
-            cause: event.id, digestKey: "task:\(help.taskId)", campaign: help.campaignId, correlation: event.correlationid, on: connection)
+        try await assistsRecorded([event], connection)
+    }
+
+    /// Helps come in bursts: a consumer batch's helps are notified together (see `Notifier`).
+    static func assistsRecorded(_ events: [CloudEvent<AssistRecorded>], _ connection: PostgresConnection) async throws {
+        try await Notifier.notify(events.map { event in
+            let help = event.data
+            return Notifier.Message(
+                user: help.initiatorId, category: "assistRecorded",
+                values: ["helper": help.helperId.rawValue, "cut": help.cut.formatted, "left": help.amountLeft.formatted,
+                         "helpers": String(help.helpersLeftAtMost)],
+                cause: event.id, digestKey: "task:\(help.taskId)", campaign: help.campaignId, correlation: event.correlationid)
+        }, on: connection)
     }
 
     /// Schedules the "ends within the hour" reminder.
