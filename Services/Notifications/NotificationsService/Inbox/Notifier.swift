@@ -104,12 +104,16 @@ enum Notifier {
         var written: [Written] = []
         var writtenIndex: [String: Int] = [:]  // by user and digest key
         var delivered: [Outbox.Record] = []
-        var causesSeen: Set<String> = []
+        struct Cause: Hashable {
+            var user: String
+            var event: UUID
+        }
+        var causesSeen: Set<Cause> = []
         var promotionalWritten: [String: Int] = [:]
         for (position, (message, context)) in zip(messages, contexts).enumerated() {
             // A cause twice in one batch: the insert above reports it fresh for both rows.
             guard try context.decode("fresh", as: Bool.self),
-                  causesSeen.insert(message.user.rawValue + "\u{0}" + message.cause.description).inserted else { continue }
+                  causesSeen.insert(Cause(user: message.user.rawValue, event: message.cause.rawValue)).inserted else { continue }
             let locale: String = try context.decode("locale")
             let muted: String = try context.decode("muted")
             if muted.trimmingCharacters(in: ["{", "}"]).split(separator: ",").map(String.init).contains(message.category) { continue }
