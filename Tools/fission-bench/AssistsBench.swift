@@ -141,10 +141,22 @@ struct AssistsBench: AsyncParsableCommand {
             let started = Date()
             let before = [BenchProcesses.cpuSeconds(getpid()), BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.cpuSeconds(pids[1]),
                           BenchProcesses.clusterCPUSeconds(cluster)]
+            let histogramBefore = try await Self.helpDurations(assists)
             let result = try await OpenLoop.run(
                 base: assists, inbox: bases["notifications"]!, helps: lines, rate: rate,
                 initiators: Dictionary(uniqueKeysWithValues: initiators.dropFirst().map { ($0.task, $0.token) }))
             let seconds = Date().timeIntervalSince(started)
+            let histogramAfter = try await Self.helpDurations(assists)
+            // The service's own view (its request-duration histogram, from reading the request to
+            // writing the response), next to the generator's (from each help's due time): the
+            // difference is what the client side (the generator, its connections, the machine's
+            // scheduling) adds.
+            let total = (histogramAfter[.infinity] ?? 0) - (histogramBefore[.infinity] ?? 0)
+            let shares = histogramAfter.keys.sorted().filter { $0.isFinite }.map { bound -> String in
+                let within = (histogramAfter[bound] ?? 0) - (histogramBefore[bound] ?? 0)
+                return String(format: "≤ %g ms %.1f%%", bound * 1000, total > 0 ? within / total * 100 : 0)
+            }
+            print(String(format: "%.0f helps/s: the assists service's own request durations: ", rate) + shares.joined(separator: ", "))
             let after = [BenchProcesses.cpuSeconds(getpid()), BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.cpuSeconds(pids[1]),
                          BenchProcesses.clusterCPUSeconds(cluster)]
             return (result, try await pipelineStages(cluster, since: started), zip(after, before).map { ($0 - $1) / seconds })
@@ -228,6 +240,21 @@ struct AssistsBench: AsyncParsableCommand {
             if let (handledAt, _) = handled[event] { consumed.append((handledAt - created) * 1000) }
         }
         return (OpenLoop.Percentiles(published), OpenLoop.Percentiles(consumed))
+    }
+
+    /// Cumulative counts of the help route's request-duration histogram on `/metrics`, by upper
+    /// bound in seconds (`.infinity` for `+Inf`).
+    static func helpDurations(_ base: String) async throws -> [Double: Double] {
+        let (data, _) = try await URLSession.shared.data(from: URL(string: base + "/metrics")!)
+        var buckets: [Double: Double] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n")
+        where line.hasPrefix("http_request_duration_seconds_bucket") && line.contains("help") && line.contains("POST") {
+            guard let start = line.range(of: "le=\"")?.upperBound, let end = line[start...].firstIndex(of: "\""),
+                  let count = line.split(separator: " ").last.flatMap({ Double($0) }) else { continue }
+            let bound = line[start..<end] == "+Inf" ? Double.infinity : Double(line[start..<end]) ?? .nan
+            buckets[bound, default: 0] += count
+        }
+        return buckets
     }
 
     static func post(_ url: String, token: String, body: String?) async throws -> (Int, [String: Any]) {
