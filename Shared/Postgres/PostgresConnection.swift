@@ -119,26 +119,50 @@ public final class PostgresConnection: @unchecked Sendable {
     /// pipeline mode).
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
-        logger.trace("query", metadata: ["sql": "\(query.sql)"])
+        try await self.query([query])[0]
+    }
+
+    /// Runs statements in order, sent together in one round trip (libpq pipeline mode): the
+    /// server runs each as if sent alone, each with its own snapshot under READ COMMITTED, so a
+    /// statement still sees what the ones before it did and waited for (locks included); only
+    /// the client's waits in between are saved. The first failure is thrown and the statements
+    /// after it are not run. For statements that do not depend on each other's results.
+    @discardableResult
+    public func query(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
+        guard !queries.isEmpty else { return [] }
+        for query in queries { logger.trace("query", metadata: ["sql": "\(query.sql)"]) }
         return try await withHandle { handle in
             var texts: [UnsafeMutablePointer<CChar>?] = []
-            texts.reserveCapacity(query.binds.count)
             defer { texts.forEach { free($0) } }
-            for bind in query.binds {
-                if let text = bind.text {
-                    // PostgreSQL text cannot hold NUL; truncating at it would store a different value.
-                    guard !text.utf8.contains(0) else {
-                        throw PostgresError(.server, "a bound string contains a NUL character", query: query.sql)
+            var statements: [Statement] = []
+            for query in queries {
+                var values: [UnsafePointer<CChar>?] = []
+                for bind in query.binds {
+                    if let text = bind.text {
+                        // PostgreSQL text cannot hold NUL; truncating at it would store a different value.
+                        guard !text.utf8.contains(0) else {
+                            throw PostgresError(.server, "a bound string contains a NUL character", query: query.sql)
+                        }
+                        let copy = strdup(text)
+                        texts.append(copy)
+                        values.append(copy.map { UnsafePointer($0) })
+                    } else {
+                        values.append(nil)
                     }
-                    texts.append(strdup(text))
-                } else {
-                    texts.append(nil)
                 }
+                statements.append(Statement(
+                    sql: query.sql, types: query.binds.map { Oid($0.type.rawValue) }, values: values, planning: query.planning))
             }
-            let types = query.binds.map { Oid($0.type.rawValue) }
-            let values = texts.map { $0.map { UnsafePointer($0) } }
-            return try await self.execute(query.sql, types: types, values: values, planning: query.planning, handle: handle)
+            return try await self.execute(statements, handle: handle)
         }
+    }
+
+    /// A statement ready to send: its text, parameter types and values (alive for the call).
+    private struct Statement {
+        var sql: String
+        var types: [Oid]
+        var values: [UnsafePointer<CChar>?]
+        var planning: PostgresQuery.Planning
     }
 
     /// Runs fixed SQL text with no parameters, possibly several statements (migration files,
@@ -188,98 +212,119 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// The statement as a prepared statement where it may be one, in one round trip with a
-    /// pending `BEGIN` and its own preparation.
-    private func execute(
-        _ sql: String, types: [Oid], values: [UnsafePointer<CChar>?], planning: PostgresQuery.Planning, handle: OpaquePointer
-    ) async throws -> PostgresRows {
-        let prepare = planning != .eachExecution
-        let count = Int32(values.count)
-        let key = StatementKey(sql: sql, types: types)
-        var prepared = prepare ? preparedStatements[key] : nil
-        var preparing: String?
-        if prepare, prepared == nil, preparedStatements.count < Self.maxPreparedStatements, Self.isPreparable(sql) {
-            preparedStatementCount += 1
-            preparing = "fission_\(preparedStatementCount)"
+    /// The statements as prepared statements where they may be, in one round trip with a
+    /// pending `BEGIN` and their own preparation.
+    private func execute(_ statements: [Statement], handle: OpaquePointer) async throws -> [PostgresRows] {
+        struct Plan {
+            var key: StatementKey
+            var prepared: String?
+            var preparing: String?
+            var planModes: (set: String, reset: String)?
+        }
+        var plans: [Plan] = []
+        var preparingHere: [StatementKey: String] = [:]
+        for statement in statements {
+            let key = StatementKey(sql: statement.sql, types: statement.types)
+            let prepare = statement.planning != .eachExecution
+            // A statement prepared earlier in this same pipeline is executed by that name.
+            let prepared = prepare ? preparedStatements[key] ?? preparingHere[key] : nil
+            var preparing: String?
+            if prepare, prepared == nil, preparedStatements.count + preparingHere.count < Self.maxPreparedStatements,
+               Self.isPreparable(statement.sql) {
+                preparedStatementCount += 1
+                preparing = "fission_\(preparedStatementCount)"
+                preparingHere[key] = preparing
+            }
+            plans.append(Plan(
+                key: key, prepared: prepared, preparing: preparing,
+                planModes: statement.planning == .once ? ("SET plan_cache_mode = force_generic_plan", "RESET plan_cache_mode") : nil))
         }
         let begin = takePendingBegin()
+        let firstSQL = statements[0].sql
 
-        // One round trip: [BEGIN] [SET] [Parse] Bind/Execute [RESET] Sync. A statement planned once
-        // is executed under `force_generic_plan` (the cached plan source keeps its generic plan);
-        // if the statement fails, the RESET is skipped but the SET is rolled back with the
-        // (explicit or implicit) transaction.
-        let planModes: (set: String, reset: String)? = planning == .once
-            ? ("SET plan_cache_mode = force_generic_plan", "RESET plan_cache_mode") : nil
-        guard PQenterPipelineMode(handle) == 1 else { throw connectionFailure(handle, sql: sql) }
+        // One round trip: [BEGIN] then per statement [SET] [Parse] Bind/Execute [RESET], then Sync.
+        // A statement planned once is executed under `force_generic_plan` (the cached plan source
+        // keeps its generic plan); if the statement fails, the RESET is skipped but the SET is
+        // rolled back with the (explicit or implicit) transaction.
+        guard PQenterPipelineMode(handle) == 1 else { throw connectionFailure(handle, sql: firstSQL) }
         var sent = true
         if let begin { sent = sent && PQsendQueryParams(handle, begin, 0, nil, nil, nil, nil, 0) == 1 }
-        if let planModes { sent = sent && PQsendQueryParams(handle, planModes.set, 0, nil, nil, nil, nil, 0) == 1 }
-        if let preparing { sent = sent && PQsendPrepare(handle, preparing, sql, count, types) == 1 }
-        let name = preparing ?? prepared
-        if let name {
-            sent = sent && PQsendQueryPrepared(handle, name, count, values, nil, nil, 0) == 1
-        } else {
-            sent = sent && PQsendQueryParams(handle, sql, count, types, values, nil, nil, 0) == 1
+        for (statement, plan) in zip(statements, plans) {
+            let count = Int32(statement.values.count)
+            if let planModes = plan.planModes { sent = sent && PQsendQueryParams(handle, planModes.set, 0, nil, nil, nil, nil, 0) == 1 }
+            if let preparing = plan.preparing { sent = sent && PQsendPrepare(handle, preparing, statement.sql, count, statement.types) == 1 }
+            if let name = plan.preparing ?? plan.prepared {
+                sent = sent && PQsendQueryPrepared(handle, name, count, statement.values, nil, nil, 0) == 1
+            } else {
+                sent = sent && PQsendQueryParams(handle, statement.sql, count, statement.types, statement.values, nil, nil, 0) == 1
+            }
+            if let planModes = plan.planModes { sent = sent && PQsendQueryParams(handle, planModes.reset, 0, nil, nil, nil, nil, 0) == 1 }
         }
-        if let planModes { sent = sent && PQsendQueryParams(handle, planModes.reset, 0, nil, nil, nil, nil, 0) == 1 }
         sent = sent && PQpipelineSync(handle) == 1
-        guard sent else { throw connectionFailure(handle, sql: sql) }
+        guard sent else { throw connectionFailure(handle, sql: firstSQL) }
 
         // Each command's results end with NULL; after the last comes the sync. A command after a
         // failed one comes back aborted; the first failure is the one reported.
-        func commandResult() async throws -> OpaquePointer {
+        func commandResult(_ sql: String) async throws -> OpaquePointer {
             guard let result = try await nextResult(handle, sql: sql) else { throw connectionFailure(handle, sql: sql) }
             while let extra = try await nextResult(handle, sql: sql) { PQclear(extra) }
             return result
         }
         var failure: (any Error)?
-        var statementRows: PostgresRows?
+        var statementRows: [PostgresRows?] = Array(repeating: nil, count: statements.count)
         /// `BEGIN`, `SET`, `RESET`: only a failure matters.
         func utilityResult(_ utility: String) async throws {
-            let result = try await commandResult()
+            let result = try await commandResult(utility)
             let status = PQresultStatus(result)
             if status == PGRES_COMMAND_OK || status == PGRES_PIPELINE_ABORTED { PQclear(result) } else {
                 do { _ = try rows(from: result, handle: handle, sql: utility) } catch { failure = failure ?? error }
             }
         }
         do {
-            try await flush(handle, sql: sql)
+            try await flush(handle, sql: firstSQL)
             if let begin { try await utilityResult(begin) }
-            if let planModes { try await utilityResult(planModes.set) }
-            if preparing != nil {
-                let result = try await commandResult()
-                if PQresultStatus(result) == PGRES_COMMAND_OK {
-                    PQclear(result)
-                    preparedStatements[key] = preparing
-                    prepared = preparing
-                } else if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+            for (index, (statement, plan)) in zip(statements, plans).enumerated() {
+                if let planModes = plan.planModes { try await utilityResult(planModes.set) }
+                if let preparing = plan.preparing {
+                    let result = try await commandResult(statement.sql)
+                    if PQresultStatus(result) == PGRES_COMMAND_OK {
+                        PQclear(result)
+                        preparedStatements[plan.key] = preparing
+                    } else if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                        PQclear(result)
+                    } else {
+                        do { _ = try rows(from: result, handle: handle, sql: statement.sql) } catch { failure = failure ?? error }
+                    }
+                }
+                let result = try await commandResult(statement.sql)
+                if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
                     PQclear(result)
                 } else {
-                    do { _ = try rows(from: result, handle: handle, sql: sql) } catch { failure = failure ?? error }
+                    do {
+                        statementRows[index] = try rowsEvictingStale(result, key: plan.key, handle: handle)
+                    } catch {
+                        failure = failure ?? error
+                    }
                 }
+                if let planModes = plan.planModes { try await utilityResult(planModes.reset) }
             }
-            let result = try await commandResult()
-            if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
-                PQclear(result)
-            } else {
-                do { statementRows = try rowsEvictingStale(result, key: key, handle: handle) } catch { failure = failure ?? error }
-            }
-            if let planModes { try await utilityResult(planModes.reset) }
-            guard let sync = try await nextResult(handle, sql: sql), PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
-                throw connectionFailure(handle, sql: sql)
+            guard let sync = try await nextResult(handle, sql: firstSQL), PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
+                throw connectionFailure(handle, sql: firstSQL)
             }
             PQclear(sync)
-            guard PQexitPipelineMode(handle) == 1 else { throw connectionFailure(handle, sql: sql) }
+            guard PQexitPipelineMode(handle) == 1 else { throw connectionFailure(handle, sql: firstSQL) }
         } catch {
             // The conversation with the server is out of step: never use this connection again.
             broken.store(true, ordering: .releasing)
             throw error
         }
         if let failure { throw failure }
-        guard let statementRows else {
-            throw PostgresError(.server, "statement was not run: the transaction could not begin", query: sql)
+        return try statementRows.map { rows in
+            guard let rows else {
+                throw PostgresError(.server, "statement was not run: the transaction could not begin", query: firstSQL)
+            }
+            return rows
         }
-        return statementRows
     }
 
     /// Rows of a result; a prepared statement the server no longer has, or whose result shape a

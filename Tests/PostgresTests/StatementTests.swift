@@ -6,6 +6,43 @@ import Testing
 /// statement: what callers see must be exactly what unprepared, one-by-one statements gave.
 @Suite("Prepared statements and pipelined BEGIN")
 struct StatementTests {
+    /// Statements sent together run in order, each seeing what the ones before it did; the same
+    /// text twice is prepared once; a failure is thrown, what follows it does not run, and the
+    /// connection stays usable.
+    @Test func statementsSentTogetherRunInOrderAndAFailureStopsTheRest() async throws {
+        try await withTestPool(options: .init(maxConnections: 1)) { pool in
+            try await pool.query("CREATE TABLE marks (n int NOT NULL)")
+            let counted: PostgresQuery = "SELECT count(*)::int8 AS n FROM marks"
+            let results = try await pool.withConnection { connection in
+                try await connection.query([
+                    "SELECT pg_advisory_xact_lock(42)", "INSERT INTO marks VALUES (\(1))", counted, "INSERT INTO marks VALUES (\(2))",
+                    counted.plannedOnce(), counted.plannedForEachExecution(),
+                ])
+            }
+            #expect(results.count == 6)
+            #expect(try results[2].single().decode("n", as: Int.self) == 1)
+            #expect(try results[4].single().decode("n", as: Int.self) == 2)
+            #expect(try results[5].single().decode("n", as: Int.self) == 2)
+            #expect(results[1].affectedRows == 1)
+
+            // Outside a transaction the statements sent together are one implicit transaction:
+            // the failure undoes the insert before it, and the one after never runs.
+            await #expect(throws: PostgresError.self) {
+                try await pool.withConnection { connection in
+                    try await connection.query(["INSERT INTO marks VALUES (\(3))", "SELECT 1 / \(0)", "INSERT INTO marks VALUES (\(4))"])
+                }
+            }
+            #expect(try await pool.query("SELECT array_agg(n ORDER BY n)::text AS ns FROM marks").single().decode("ns", as: String.self) == "{1,2}")
+            // Inside a transaction the failure aborts it; the caller's rollback ends it as usual.
+            await #expect(throws: PostgresError.self) {
+                try await pool.withTransaction { connection in
+                    try await connection.query(["INSERT INTO marks VALUES (\(5))", "SELECT 1 / \(0)"])
+                }
+            }
+            #expect(try await pool.query(counted).single().decode("n", as: Int.self) == 2)
+        }
+    }
+
     @Test func preparedStatementGivesTheSameAnswersCallAfterCall() async throws {
         try await withTestPool(options: .init(maxConnections: 1)) { pool in
             try await pool.query("CREATE TABLE stock (sku text PRIMARY KEY, left_count int8 NOT NULL)")

@@ -414,18 +414,22 @@ enum TaskBook {
     /// Recent helps per device and per network, after taking their turn: helps from one device
     /// (and from one network) take turns on an advisory lock held to commit, so a farm firing
     /// them all at once cannot slip through with each seeing only the others' committed helps.
-    /// All the locks go in one statement, in sorted order (devices before networks), so two
-    /// callers never wait on each other in a cycle; the counts are a statement of their own,
-    /// whose snapshot follows the locks and so sees what the previous holders committed.
     static func recentHelps(devices: [String], networks: [String], fraud: FraudRules, on connection: PostgresConnection) async throws
         -> (byDevice: [String: Int], byNetwork: [String: Int])
     {
-        var byDevice: [String: Int] = [:]
-        var byNetwork: [String: Int] = [:]
-        guard !devices.isEmpty || !networks.isEmpty else { return (byDevice, byNetwork) }
+        let velocity = recentHelpsStatements(devices: devices, networks: networks, fraud: fraud)
+        guard !velocity.isEmpty else { return ([:], [:]) }
+        return try recentHelpsCounted(try await connection.query(velocity)[1])
+    }
+
+    /// `recentHelps`' two statements, for sending together with others (empty when there is
+    /// nothing to count). All the locks go in the first, in sorted order (devices before
+    /// networks), so two callers never wait on each other in a cycle; the counts are a
+    /// statement of their own, run after the locks were granted, whose snapshot therefore sees
+    /// what the previous holders committed. Sent together, they still run one after the other.
+    static func recentHelpsStatements(devices: [String], networks: [String], fraud: FraudRules) -> [PostgresQuery] {
+        guard !devices.isEmpty || !networks.isEmpty else { return [] }
         let keys = Set(devices.map { "fission.help.device:" + $0 } + networks.map { "fission.help.network:" + $0 }).sorted()
-        try await connection.query(
-            "SELECT count(pg_advisory_xact_lock(hashtext(key))) FROM (SELECT key FROM unnest(\(keys)::text[]) AS key ORDER BY key) AS ordered")
         let since = Date().addingTimeInterval(-Double(fraud.window.components.seconds))
         // `IS NOT NULL` repeats the partial indexes' condition: a plan made once for any array
         // cannot infer it from `= ANY(...)`, and without it read every help in the table. With
@@ -438,7 +442,17 @@ enum TaskBook {
             SELECT 'network', network, count(*)::int8 FROM helps
             WHERE network IS NOT NULL AND network = ANY(\(networks)::text[]) AND created_at > \(since) GROUP BY network
             """
-        for row in try await connection.query(counts.plannedOnce()) {
+        return [
+            "SELECT count(pg_advisory_xact_lock(hashtext(key))) FROM (SELECT key FROM unnest(\(keys)::text[]) AS key ORDER BY key) AS ordered",
+            counts.plannedOnce(),
+        ]
+    }
+
+    /// The counts statement's rows, by device and by network.
+    static func recentHelpsCounted(_ rows: PostgresRows) throws -> (byDevice: [String: Int], byNetwork: [String: Int]) {
+        var byDevice: [String: Int] = [:]
+        var byNetwork: [String: Int] = [:]
+        for row in rows {
             let key: String = try row.decode("key")
             if try row.decode("kind", as: String.self) == "device" {
                 byDevice[key] = try row.decode("n")
