@@ -4,9 +4,10 @@ import Postgres
 import ServiceKit
 import Synchronization
 
-/// Helps that arrive together are applied together: one transaction of four round trips for up
-/// to `maxBatch` helps (the helpers' standing, the tasks locked in id order and read, one
-/// statement writing every task, help and event, `COMMIT`) instead of three round trips each.
+/// Helps that arrive together are applied together: one transaction of three round trips for up
+/// to `maxBatch` helps (with the `BEGIN`, the helpers' standing, the velocity rules' turns and
+/// counts and the tasks locked in id order and read; one statement writing every task, help and
+/// event; `COMMIT`) instead of three or four round trips each.
 /// Nothing waits to form a batch: a help that finds a batcher free runs at once, alone, through
 /// `TaskBook.help`; helps that arrive while `maxRunning` batches are in progress queue and go
 /// together in the next one. Under load that is what takes the database's per-transaction and
