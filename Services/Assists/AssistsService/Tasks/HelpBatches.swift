@@ -14,7 +14,7 @@ import Synchronization
 /// per-statement work off each help, and on a hot task it applies many helps per lock.
 ///
 /// A batch gives each help the answer `TaskBook.help` would have given, velocity rules included:
-/// it takes the device and network turns of all its helps at once (`TaskBook.recentHelps`, as a
+/// it takes the device and network turns of all its helps at once (`TaskBook.recentHelpsStatements`, as a
 /// lone help does for its own), counts their recent helps once and counts its own helps on as
 /// it goes. A help on a campaign with a daily,
 /// device or network limit (a counter per help) is taken alone, and a batch whose write

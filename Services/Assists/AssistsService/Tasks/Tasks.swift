@@ -204,13 +204,20 @@ enum TaskBook {
     /// help on the same task locks the row and is applied to what it finds. The unique (task,
     /// helper) key refuses a second help even from concurrent requests.
     static func help(_ request: HelpRequest, fraud: FraudRules, correlation: String?, on connection: PostgresConnection) async throws -> HelpOutcome {
-        guard let row = try await connection.query(
+        // The read and the velocity rules' turns and counts in one round trip with the `BEGIN`
+        // (run in that order, as a batch's are): the velocity locks are taken before the limit
+        // counters below in every path, so no two helps wait on each other in a cycle.
+        let velocity = recentHelpsStatements(
+            devices: request.device.map { [$0] } ?? [], networks: request.network.map { [$0] } ?? [], fraud: fraud)
+        let read = try await connection.query([
             """
             SELECT task.*, (SELECT terms FROM campaign_rules WHERE campaign_id = task.campaign_id) AS terms, \(standingColumns)
             FROM (SELECT \(columns) FROM tasks WHERE id = \(request.task.rawValue)) AS task
             CROSS JOIN (SELECT \(request.helper.rawValue)::text AS helper) AS r
             \(referralJoin())
-            """).first else { throw Problem.notFound("no task \(request.task)") }
+            """,
+        ] + velocity)
+        guard let row = read[0].first else { throw Problem.notFound("no task \(request.task)") }
         let seen = try Row(row)
         guard request.helper != seen.initiator else { throw HelpRefusal.ownTask }
         guard seen.status == "open", Date() < seen.deadline else { throw HelpRefusal.taskClosed }
@@ -228,7 +235,9 @@ enum TaskBook {
         }
 
         let helpID = HelpID()
-        if let reason = try await suspicion(request, fraud: fraud, on: connection) {
+        let (byDevice, byNetwork) = velocity.isEmpty ? ([:], [:]) : try recentHelpsCounted(read[2])
+        if let reason = fraud.suspicion(
+            device: request.device.map { byDevice[$0, default: 0] }, network: request.network.map { byNetwork[$0, default: 0] }) {
             guard let task = try await find(request.task, on: connection, lock: true), task.status == "open", Date() < task.deadline else {
                 throw HelpRefusal.taskClosed
             }
@@ -402,31 +411,15 @@ enum TaskBook {
         if count > limit { throw refusal }
     }
 
-    /// Velocity rules: a burst of helps from one device or network is held for review (this
-    /// help, not yet written, counts as one more).
-    static func suspicion(_ request: HelpRequest, fraud: FraudRules, on connection: PostgresConnection) async throws -> String? {
-        let (byDevice, byNetwork) = try await recentHelps(
-            devices: request.device.map { [$0] } ?? [], networks: request.network.map { [$0] } ?? [], fraud: fraud, on: connection)
-        return fraud.suspicion(
-            device: request.device.map { byDevice[$0, default: 0] }, network: request.network.map { byNetwork[$0, default: 0] })
-    }
-
-    /// Recent helps per device and per network, after taking their turn: helps from one device
-    /// (and from one network) take turns on an advisory lock held to commit, so a farm firing
-    /// them all at once cannot slip through with each seeing only the others' committed helps.
-    static func recentHelps(devices: [String], networks: [String], fraud: FraudRules, on connection: PostgresConnection) async throws
-        -> (byDevice: [String: Int], byNetwork: [String: Int])
-    {
-        let velocity = recentHelpsStatements(devices: devices, networks: networks, fraud: fraud)
-        guard !velocity.isEmpty else { return ([:], [:]) }
-        return try recentHelpsCounted(try await connection.query(velocity)[1])
-    }
-
-    /// `recentHelps`' two statements, for sending together with others (empty when there is
-    /// nothing to count). All the locks go in the first, in sorted order (devices before
-    /// networks), so two callers never wait on each other in a cycle; the counts are a
-    /// statement of their own, run after the locks were granted, whose snapshot therefore sees
-    /// what the previous holders committed. Sent together, they still run one after the other.
+    /// The velocity rules' two statements, sent together with a help's reads (empty when there
+    /// is nothing to count): recent helps per device and per network, after taking their turn.
+    /// Helps from one device (and from one network) take turns on an advisory lock held to
+    /// commit, so a farm firing them all at once cannot slip through with each seeing only the
+    /// others' committed helps. All the locks go in the first statement, in sorted order
+    /// (devices before networks), so two callers never wait on each other in a cycle; the counts
+    /// are a statement of their own, run after the locks were granted, whose snapshot therefore
+    /// sees what the previous holders committed. Sent together, they still run one after the
+    /// other.
     static func recentHelpsStatements(devices: [String], networks: [String], fraud: FraudRules) -> [PostgresQuery] {
         guard !devices.isEmpty || !networks.isEmpty else { return [] }
         let keys = Set(devices.map { "fission.help.device:" + $0 } + networks.map { "fission.help.network:" + $0 }).sorted()
