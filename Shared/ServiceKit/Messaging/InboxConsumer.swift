@@ -206,17 +206,7 @@ public final class InboxConsumer: Service, Sendable {
                 // Every inbox row in one statement; then the handlers of the events it had not
                 // seen, in offset order (an event delivered twice in the batch runs once), a
                 // batched handler once per run of consecutive events of its type.
-                var fresh: Set<UUID> = []
-                if !handled.isEmpty {
-                    fresh = Set(try await connection.query(
-                        """
-                        INSERT INTO inbox (consumer, event_id, event_type)
-                        SELECT \(self.group), e.event_id, e.event_type
-                        FROM unnest(\(handled.map(\.id.rawValue))::uuid[], \(handled.map(\.type))::text[]) AS e(event_id, event_type)
-                        ON CONFLICT DO NOTHING
-                        RETURNING event_id
-                        """).map { try $0.decode("event_id", as: UUID.self) })
-                }
+                var fresh = try await self.recordInInbox(handled.map { ($0.id, $0.type) }, on: connection)
                 let new = handled.filter { fresh.remove($0.id.rawValue) != nil }
                 var start = 0
                 while start < new.count {
@@ -286,12 +276,20 @@ public final class InboxConsumer: Service, Sendable {
     /// Records the event in the inbox and, unless it was there already, handles it, in the
     /// caller's transaction.
     private func handleOnce(_ message: KafkaMessage, id: EventID, type: String, handler: EventHandler, on connection: PostgresConnection) async throws {
-        let fresh = try await connection.query(
+        if try await !recordInInbox([(id, type)], on: connection).isEmpty { try await handler.handle(message.value, connection) }
+    }
+
+    /// Inserts the events' inbox rows in one statement; the ids of those not there before.
+    private func recordInInbox(_ events: [(id: EventID, type: String)], on connection: PostgresConnection) async throws -> Set<UUID> {
+        guard !events.isEmpty else { return [] }
+        return Set(try await connection.query(
             """
-            INSERT INTO inbox (consumer, event_id, event_type) VALUES (\(group), \(id.rawValue), \(type))
+            INSERT INTO inbox (consumer, event_id, event_type)
+            SELECT \(group), e.event_id, e.event_type
+            FROM unnest(\(events.map(\.id.rawValue))::uuid[], \(events.map(\.type))::text[]) AS e(event_id, event_type)
             ON CONFLICT DO NOTHING
-            """).affectedRows == 1
-        if fresh { try await handler.handle(message.value, connection) }
+            RETURNING event_id
+            """).map { try $0.decode("event_id", as: UUID.self) })
     }
 
     static func isOutage(_ error: PostgresError) -> Bool {

@@ -64,17 +64,12 @@ public enum Outbox {
 
     /// Appends an event already made into its row.
     public static func append(_ record: Record, on connection: PostgresConnection) async throws {
-        // The row and the relay's wake-up in one round trip; the notification is delivered at
-        // commit, and only if the transaction commits.
-        try await connection.query(
-            """
-            WITH appended AS (\(record.insertion(from: "(SELECT 1) AS single")))
-            SELECT pg_notify(\(channel), '') FROM appended
-            """)
+        try await append([record], on: connection)
     }
 
     /// Appends several events in order in one statement, which is atomic on its own: `connection`
-    /// may be outside a transaction.
+    /// may be outside a transaction. The rows and the relay's wake-up in one round trip; the
+    /// wake-up is delivered at commit, and only if the transaction commits.
     public static func append(_ records: [Record], on connection: PostgresConnection) async throws {
         guard !records.isEmpty else { return }
         try await connection.query(
