@@ -141,7 +141,7 @@ extension TaskBook {
         for row in read[0] {
             standing[try row.decode("n", as: Int.self) - 1] = row
         }
-        var (recentByDevice, recentByNetwork) = velocity.isEmpty ? ([:], [:]) : try recentHelpsCounted(read[2])
+        var (recentByDevice, recentByNetwork) = try recentHelpsCounted(read.dropFirst().prefix(velocity.count))
         var tasks: [TaskID: (row: Row, terms: CampaignTerms?)] = [:]
         for row in read[read.count - 1] {
             let task = try Row(row)

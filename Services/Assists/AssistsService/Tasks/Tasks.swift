@@ -235,7 +235,7 @@ enum TaskBook {
         }
 
         let helpID = HelpID()
-        let (byDevice, byNetwork) = velocity.isEmpty ? ([:], [:]) : try recentHelpsCounted(read[2])
+        let (byDevice, byNetwork) = try recentHelpsCounted(read.dropFirst().prefix(velocity.count))
         if let reason = fraud.suspicion(
             device: request.device.map { byDevice[$0, default: 0] }, network: request.network.map { byNetwork[$0, default: 0] }) {
             guard let task = try await find(request.task, on: connection, lock: true), task.status == "open", Date() < task.deadline else {
@@ -441,11 +441,14 @@ enum TaskBook {
         ]
     }
 
-    /// The counts statement's rows, by device and by network.
-    static func recentHelpsCounted(_ rows: PostgresRows) throws -> (byDevice: [String: Int], byNetwork: [String: Int]) {
+    /// The counts by device and by network, from the results of `recentHelpsStatements` (none
+    /// when it had nothing to count).
+    static func recentHelpsCounted(_ results: some Collection<PostgresRows>) throws -> (byDevice: [String: Int], byNetwork: [String: Int]) {
         var byDevice: [String: Int] = [:]
         var byNetwork: [String: Int] = [:]
-        for row in rows {
+        // The first result is the locks' turn; the second, when there is one, the counts.
+        guard let counts = results.dropFirst().first else { return (byDevice, byNetwork) }
+        for row in counts {
             let key: String = try row.decode("key")
             if try row.decode("kind", as: String.self) == "device" {
                 byDevice[key] = try row.decode("n")
