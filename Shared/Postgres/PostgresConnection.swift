@@ -23,8 +23,14 @@ public final class PostgresConnection: @unchecked Sendable {
     /// used by the holder of `turn` only.
     private var preparedStatements: [StatementKey: String] = [:]
     private var preparedStatementCount = 0
-    /// A `BEGIN` not yet sent: it goes out with the transaction's first statement.
-    private let pendingBegin = Mutex<String?>(nil)
+    /// The transaction `withTransaction` runs on this connection.
+    private struct TransactionState {
+        /// A `BEGIN` not yet sent: it goes out with the transaction's first statement.
+        var pendingBegin: String?
+        /// The `COMMIT` went out with the transaction's last statements (`queryCommitting`).
+        var ended = false
+    }
+    private let transaction = Mutex(TransactionState())
     public let configuration: PostgresConfiguration
     /// The server process serving this connection.
     public let backendPID: Int32
@@ -129,6 +135,22 @@ public final class PostgresConnection: @unchecked Sendable {
     /// after it are not run. For statements that do not depend on each other's results.
     @discardableResult
     public func query(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
+        try await run(queries, committing: false)
+    }
+
+    /// Runs a transaction's last statements and its `COMMIT`, sent together in one round trip,
+    /// inside `withTransaction` (which then sends no `COMMIT` of its own). When a statement fails
+    /// the rest and the `COMMIT` are not run: the error is thrown and the transaction rolled back
+    /// as usual. A statement that finds the transaction must not stand therefore has to fail on
+    /// the server (raise an error), not leave the decision to the caller reading its result: by
+    /// then the transaction has committed. Saves the client's wait between its last statement
+    /// and the `COMMIT`, during which the transaction's locks are held.
+    @discardableResult
+    public func queryCommitting(_ queries: [PostgresQuery]) async throws -> [PostgresRows] {
+        try await run(queries, committing: true)
+    }
+
+    private func run(_ queries: [PostgresQuery], committing: Bool) async throws -> [PostgresRows] {
         guard !queries.isEmpty else { return [] }
         for query in queries { logger.trace("query", metadata: ["sql": "\(query.sql)"]) }
         return try await withHandle { handle in
@@ -153,7 +175,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 statements.append(Statement(
                     sql: query.sql, types: query.binds.map { Oid($0.type.rawValue) }, values: values, planning: query.planning))
             }
-            return try await self.execute(statements, handle: handle)
+            return try await self.execute(statements, committing: committing, handle: handle)
         }
     }
 
@@ -195,26 +217,30 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Opens a transaction with `sql` (`BEGIN ...`) sent together with the next statement, so a
     /// transaction costs no round trip of its own for starting.
     func beginLazily(_ sql: String) {
-        pendingBegin.withLock { $0 = sql }
+        transaction.withLock { $0 = TransactionState(pendingBegin: sql) }
     }
 
-    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`); `nil` when it never reached the
-    /// server (no statement ran in it), so there is nothing to end.
+    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`); `nil` when there is nothing to
+    /// end: it never reached the server (no statement ran in it), or its `COMMIT` already went
+    /// out with its last statements.
     func endTransaction(_ sql: String) async throws -> PostgresRows? {
-        if takePendingBegin() != nil { return nil }
-        return try await runScript(sql)
+        let over = transaction.withLock { state in
+            defer { state = TransactionState() }
+            return state.pendingBegin != nil || state.ended
+        }
+        return over ? nil : try await runScript(sql)
     }
 
     private func takePendingBegin() -> String? {
-        pendingBegin.withLock { pending in
-            defer { pending = nil }
-            return pending
+        transaction.withLock { state in
+            defer { state.pendingBegin = nil }
+            return state.pendingBegin
         }
     }
 
     /// The statements as prepared statements where they may be, in one round trip with a
-    /// pending `BEGIN` and their own preparation.
-    private func execute(_ statements: [Statement], handle: OpaquePointer) async throws -> [PostgresRows] {
+    /// pending `BEGIN`, their own preparation and, when `committing`, the `COMMIT`.
+    private func execute(_ statements: [Statement], committing: Bool, handle: OpaquePointer) async throws -> [PostgresRows] {
         struct Plan {
             var key: StatementKey
             var prepared: String?
@@ -242,7 +268,7 @@ public final class PostgresConnection: @unchecked Sendable {
         let begin = takePendingBegin()
         let firstSQL = statements[0].sql
 
-        // One round trip: [BEGIN] then per statement [SET] [Parse] Bind/Execute [RESET], then Sync.
+        // One round trip: [BEGIN] then per statement [SET] [Parse] Bind/Execute [RESET], [COMMIT], then Sync.
         // A statement planned once is executed under `force_generic_plan` (the cached plan source
         // keeps its generic plan); if the statement fails, the RESET is skipped but the SET is
         // rolled back with the (explicit or implicit) transaction.
@@ -260,6 +286,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             if let planModes = plan.planModes { sent = sent && PQsendQueryParams(handle, planModes.reset, 0, nil, nil, nil, nil, 0) == 1 }
         }
+        if committing { sent = sent && PQsendQueryParams(handle, "COMMIT", 0, nil, nil, nil, nil, 0) == 1 }
         sent = sent && PQpipelineSync(handle) == 1
         guard sent else { throw connectionFailure(handle, sql: firstSQL) }
 
@@ -307,6 +334,21 @@ public final class PostgresConnection: @unchecked Sendable {
                     }
                 }
                 if let planModes = plan.planModes { try await utilityResult(planModes.reset) }
+            }
+            if committing {
+                // Skipped after a failure (the transaction stays open, aborted, for the caller's
+                // ROLLBACK); otherwise the transaction is over, committed or not.
+                let result = try await commandResult("COMMIT")
+                if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                    PQclear(result)
+                } else {
+                    transaction.withLock { $0.ended = true }
+                    do {
+                        if try rows(from: result, handle: handle, sql: "COMMIT").commandTag == "ROLLBACK" { throw PostgresError.rolledBackAtCommit }
+                    } catch {
+                        failure = failure ?? error
+                    }
+                }
             }
             guard let sync = try await nextResult(handle, sql: firstSQL), PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
                 throw connectionFailure(handle, sql: firstSQL)

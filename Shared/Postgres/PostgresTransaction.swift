@@ -5,6 +5,13 @@ public enum PostgresIsolationLevel: String, Sendable {
     case serializable = "SERIALIZABLE"
 }
 
+extension PostgresError {
+    /// A `COMMIT` answered `ROLLBACK`: a statement in the transaction failed and the caller
+    /// carried on.
+    static let rolledBackAtCommit = PostgresError(
+        .server, "transaction was rolled back at commit: an earlier statement in it failed")
+}
+
 extension PostgresConnection {
     /// Runs `body` in a transaction on this connection: commits when it returns, rolls back when it
     /// throws (and rethrows). A transaction that the server aborted (a failed statement whose error
@@ -22,11 +29,7 @@ extension PostgresConnection {
             if !isBroken { _ = try? await endTransaction("ROLLBACK") }
             throw error
         }
-        let commit = try await endTransaction("COMMIT")
-        if commit?.commandTag == "ROLLBACK" {
-            throw PostgresError(
-                .server, "transaction was rolled back at commit: an earlier statement in it failed")
-        }
+        if try await endTransaction("COMMIT")?.commandTag == "ROLLBACK" { throw PostgresError.rolledBackAtCommit }
         return value
     }
 }

@@ -52,9 +52,7 @@ func help(
         if let batcher {
             _ = try await batcher.help(request, correlation: nil)
         } else {
-            _ = try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
-                try await TaskBook.help(request, fraud: fraud, correlation: nil, on: connection)
-            }
+            _ = try await TaskBook.help(request, fraud: fraud, correlation: nil, pool: pool)
         }
         return nil
     } catch let problem as Problem {

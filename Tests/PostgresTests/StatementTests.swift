@@ -43,6 +43,49 @@ struct StatementTests {
         }
     }
 
+    /// The server processes of the pool's connections, seen from one of them.
+    private func backends(_ pool: PostgresPool) async throws -> Set<Int> {
+        Set(try await pool.query(
+            "SELECT pid::int8 FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'"
+        ).map { try $0.decode("pid", as: Int.self) })
+    }
+
+    /// A transaction's last statements carry its `COMMIT`: what they wrote is committed before
+    /// the body returns (another connection sees it), `withTransaction` ends nothing twice, and a
+    /// failing statement leaves nothing committed and the connection usable.
+    @Test func lastStatementsSentWithTheCommitCommitTogether() async throws {
+        try await withTestPool(options: .init(maxConnections: 2)) { pool in
+            try await pool.query("CREATE TABLE marks (n int NOT NULL)")
+            let counted: PostgresQuery = "SELECT count(*)::int8 AS n FROM marks"
+            let (seenInside, seenFromElsewhere) = try await pool.withTransaction { connection in
+                try await connection.query("INSERT INTO marks VALUES (\(1))")
+                let results = try await connection.queryCommitting(["INSERT INTO marks VALUES (\(2))", counted])
+                // The body still holds its connection: this is the pool's other one.
+                return (try results[1].single().decode("n", as: Int.self), try await pool.query(counted).single().decode("n", as: Int.self))
+            }
+            #expect(seenInside == 2)
+            #expect(seenFromElsewhere == 2)
+            let pids = try await backends(pool)
+            #expect(pids.count == 2)
+
+            await #expect(throws: PostgresError.self) {
+                try await pool.withTransaction { connection in
+                    try await connection.query("INSERT INTO marks VALUES (\(3))")
+                    _ = try await connection.queryCommitting(["INSERT INTO marks VALUES (\(4))", "SELECT 1 / \(0)", "INSERT INTO marks VALUES (\(5))"])
+                }
+            }
+            // Both connections, again and again: none is left inside a transaction.
+            for n in 6...9 {
+                try await pool.withTransaction { connection in
+                    _ = try await connection.queryCommitting(["INSERT INTO marks VALUES (\(n))"])
+                }
+            }
+            #expect(try await pool.query("SELECT array_agg(n ORDER BY n)::text AS ns FROM marks").single().decode("ns", as: String.self) == "{1,2,6,7,8,9}")
+            // The pool kept both connections: it closes one left inside a transaction.
+            #expect(try await backends(pool) == pids)
+        }
+    }
+
     @Test func preparedStatementGivesTheSameAnswersCallAfterCall() async throws {
         try await withTestPool(options: .init(maxConnections: 1)) { pool in
             try await pool.query("CREATE TABLE stock (sku text PRIMARY KEY, left_count int8 NOT NULL)")

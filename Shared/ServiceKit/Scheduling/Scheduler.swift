@@ -26,7 +26,13 @@ public enum Schedule {
     }
 
     public static func cancel(kind: String, key: String, on connection: PostgresConnection) async throws {
-        try await connection.query("DELETE FROM scheduled_jobs WHERE kind = \(kind) AND key = \(key)")
+        try await connection.query(cancellation(kind: kind, keys: [key]))
+    }
+
+    /// The `DELETE` that cancels the (kind, key) jobs, also for a data-modifying common table
+    /// expression in a statement that makes the change which ends them.
+    public static func cancellation(kind: String, keys: [String]) -> PostgresQuery {
+        "DELETE FROM scheduled_jobs WHERE kind = \(kind) AND key = ANY(\(keys)::text[])"
     }
 }
 

@@ -4,10 +4,10 @@ import Postgres
 import ServiceKit
 import Synchronization
 
-/// Helps that arrive together are applied together: one transaction of three round trips for up
+/// Helps that arrive together are applied together: one transaction of two round trips for up
 /// to `maxBatch` helps (with the `BEGIN`, the helpers' standing, the velocity rules' turns and
 /// counts and the tasks locked in id order and read; one statement writing every task, help and
-/// event; `COMMIT`) instead of three or four round trips each.
+/// event, with the `COMMIT`) instead of two or more round trips each.
 /// Nothing waits to form a batch: a help that finds a batcher free runs at once, alone, through
 /// `TaskBook.help`; helps that arrive while `maxRunning` batches are in progress queue and go
 /// together in the next one. Under load that is what takes the database's per-transaction and
@@ -57,9 +57,7 @@ final class HelpBatcher: Sendable {
     }
 
     private func alone(_ request: HelpRequest, correlation: String?) async throws -> HelpOutcome {
-        try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
-            try await TaskBook.help(request, fraud: fraud, correlation: correlation, on: connection)
-        }
+        try await TaskBook.help(request, fraud: fraud, correlation: correlation, pool: pool)
     }
 
     /// Takes what waits, batch after batch, until nothing does.
@@ -101,10 +99,6 @@ final class HelpBatcher: Sendable {
 private func resultOf<Value>(_ body: () async throws -> Value) async -> Result<Value, any Error> {
     do { return .success(try await body()) } catch { return .failure(error) }
 }
-
-/// A write that did not go as the batch read it (another help came first through `TaskBook.help`,
-/// a helper who already helped): the batch is rolled back and its helps taken alone.
-struct HelpBatchConflict: Error {}
 
 extension TaskBook {
     /// Several helps in the caller's transaction; one outcome per help, in order, `nil` for a help
@@ -204,7 +198,10 @@ extension TaskBook {
         guard !helpRows.isEmpty else { return outcomes }
 
         let finals = moved.sorted { $0.rawValue.uuidString < $1.rawValue.uuidString }.compactMap { tasks[$0]?.row }
-        let counts = try await connection.query(
+        // One statement, sent with the `COMMIT`. A write that did not go as the batch read it
+        // (another help came first through `TaskBook.help`, a helper who already helped) aborts
+        // the transaction (`.helpBatchConflict`) and the batch's helps are taken alone.
+        try await connection.queryCommitting([
             """
             WITH moved AS (
                 UPDATE tasks SET price_now = m.price_now, helper_count = m.helper_count, status = m.status,
@@ -228,17 +225,13 @@ extension TaskBook {
                      AS h(id, task_id, helper_id, step, cut, new_user, device_id, network, share_id, referrer_id)
                 ON CONFLICT (task_id, helper_id) DO NOTHING
                 RETURNING 1),
-            appended AS (\(Outbox.insertion(of: events)))
-            SELECT (SELECT count(*) FROM moved)::int8 AS moved, (SELECT count(*) FROM helped)::int8 AS helped,
-                   (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended LIMIT 1) AS woken)::int8 AS woken
-            """).single()
-        // A helper who already helped (committed before this batch read): the batch must not stand.
-        guard try counts.decode("moved", as: Int.self) == finals.count, try counts.decode("helped", as: Int.self) == helpRows.count else {
-            throw HelpBatchConflict()
-        }
-        for task in finals where task.status == "completed" {
-            try await Schedule.cancel(kind: expiryJob, key: task.id.description, on: connection)
-        }
+            appended AS (\(Outbox.insertion(of: events))),
+            cancelled AS (\(Schedule.cancellation(kind: expiryJob, keys: finals.filter { $0.status == "completed" }.map(\.id.description))))
+            SELECT CASE WHEN (SELECT count(*) FROM moved) <> \(finals.count) OR (SELECT count(*) FROM helped) <> \(helpRows.count)
+                        THEN abort_help(\(SQLState.helpBatchConflict.rawValue), 'the batch did not go as it read') END,
+                   (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended LIMIT 1) AS woken)
+            """,
+        ])
         return outcomes
     }
 }

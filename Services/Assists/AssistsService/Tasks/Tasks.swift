@@ -36,6 +36,17 @@ enum HelpRefusal {
     static let networkLimit = Problem(.tooManyRequests, kind: "network-limit", title: "This network reached today's help limit")
 }
 
+/// The codes a help's write aborts its transaction with (`abort_help`, migration 0003), when
+/// that statement travels with the `COMMIT` and the client cannot roll back after reading it.
+extension SQLState {
+    /// The task moved (another help came first, or it ended) since the help read it.
+    static let helpRaced = SQLState(rawValue: "FA001")
+    /// The help row was not written: the helper already helped.
+    static let alreadyHelped = SQLState(rawValue: "FA002")
+    /// A batch's write did not go as its read (see `HelpBatcher`).
+    static let helpBatchConflict = SQLState(rawValue: "FA003")
+}
+
 /// When a help is suspicious enough to wait for an operator instead of counting.
 public struct FraudRules: Sendable {
     /// More than this many helps from one device within `window` are held.
@@ -195,29 +206,46 @@ enum TaskBook {
         return try await find(id, on: connection)!.state
     }
 
-    /// One help, in one transaction, in as few round trips as it can: the task, its campaign's
-    /// rules and the helper's standing and referral in one read (sent with the `BEGIN`); the
-    /// limits and velocity rules where the campaign sets them; then one statement that moves the
-    /// task on only if no other help moved it since that read (compare-and-set on the helper
-    /// count), inserts the help in its final state and appends the event; then `COMMIT`. The task
-    /// row is locked only from that statement to the commit. A help that lost the race to another
-    /// help on the same task locks the row and is applied to what it finds. The unique (task,
-    /// helper) key refuses a second help even from concurrent requests.
-    static func help(_ request: HelpRequest, fraud: FraudRules, correlation: String?, on connection: PostgresConnection) async throws -> HelpOutcome {
-        // The read and the velocity rules' turns and counts in one round trip with the `BEGIN`
-        // (run in that order, as a batch's are): the velocity locks are taken before the limit
-        // counters below in every path, so no two helps wait on each other in a cycle.
+    /// One help in a transaction of its own, in as few round trips as it can: the task, its
+    /// campaign's rules and the helper's standing and referral in one read, with the velocity
+    /// rules' turns and counts (sent with the `BEGIN`); the limits where the campaign sets them;
+    /// then one statement, sent with the `COMMIT`, that moves the task on only if no other help
+    /// moved it since that read (compare-and-set on the helper count), inserts the help in its
+    /// final state and appends the events. The task row is locked only from that statement to the
+    /// commit. A help that lost the race to another help on the same task is taken again with the
+    /// task locked from its read, and applied to what it finds. The unique (task, helper) key
+    /// refuses a second help even from concurrent requests.
+    static func help(_ request: HelpRequest, fraud: FraudRules, correlation: String?, pool: PostgresPool) async throws -> HelpOutcome {
+        do {
+            return try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
+                try await help(request, fraud: fraud, correlation: correlation, lockingTask: false, on: connection)
+            }
+        } catch let error as PostgresError where error.sqlState == .helpRaced {
+            return try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
+                try await help(request, fraud: fraud, correlation: correlation, lockingTask: true, on: connection)
+            }
+        }
+    }
+
+    /// The help of `help(_:fraud:correlation:pool:)` in the transaction `connection` is in, which
+    /// it commits (or, with `.helpRaced`, aborts for the caller to take it again locking the task).
+    private static func help(
+        _ request: HelpRequest, fraud: FraudRules, correlation: String?, lockingTask: Bool, on connection: PostgresConnection
+    ) async throws -> HelpOutcome {
+        // The velocity rules' turns and counts, then the read, in one round trip with the `BEGIN`
+        // (run in that order, as a batch's are): the velocity locks are taken before the task's
+        // and the limit counters in every path, so no two helps wait on each other in a cycle.
         let velocity = recentHelpsStatements(
             devices: request.device.map { [$0] } ?? [], networks: request.network.map { [$0] } ?? [], fraud: fraud)
-        let read = try await connection.query([
+        let read = try await connection.query(velocity + [
             """
             SELECT task.*, (SELECT terms FROM campaign_rules WHERE campaign_id = task.campaign_id) AS terms, \(standingColumns)
-            FROM (SELECT \(columns) FROM tasks WHERE id = \(request.task.rawValue)) AS task
+            FROM (SELECT \(columns) FROM tasks WHERE id = \(request.task.rawValue) \(lockingTask ? "FOR NO KEY UPDATE" : "" as PostgresSQLFragment)) AS task
             CROSS JOIN (SELECT \(request.helper.rawValue)::text AS helper) AS r
             \(referralJoin())
             """,
-        ] + velocity)
-        guard let row = read[0].first else { throw Problem.notFound("no task \(request.task)") }
+        ])
+        guard let row = read[read.count - 1].first else { throw Problem.notFound("no task \(request.task)") }
         let seen = try Row(row)
         guard request.helper != seen.initiator else { throw HelpRefusal.ownTask }
         guard seen.status == "open", Date() < seen.deadline else { throw HelpRefusal.taskClosed }
@@ -235,7 +263,7 @@ enum TaskBook {
         }
 
         let helpID = HelpID()
-        let (byDevice, byNetwork) = try recentHelpsCounted(read.dropFirst().prefix(velocity.count))
+        let (byDevice, byNetwork) = try recentHelpsCounted(read.prefix(velocity.count))
         if let reason = fraud.suspicion(
             device: request.device.map { byDevice[$0, default: 0] }, network: request.network.map { byNetwork[$0, default: 0] }) {
             guard let task = try await find(request.task, on: connection, lock: true), task.status == "open", Date() < task.deadline else {
@@ -256,16 +284,7 @@ enum TaskBook {
         }
 
         var task = seen
-        if try await !advance(&task, help: helpID, by: helper, counting: .new, terms: terms, correlation: correlation, on: connection) {
-            // Another help moved the task since it was read: take the row and apply this one to it.
-            guard let locked = try await find(request.task, on: connection, lock: true), locked.status == "open", Date() < locked.deadline else {
-                throw HelpRefusal.taskClosed
-            }
-            task = locked
-            guard try await advance(&task, help: helpID, by: helper, counting: .new, terms: terms, correlation: correlation, on: connection) else {
-                throw PostgresError(.server, "a locked task moved under its lock")
-            }
-        }
+        try await advance(&task, help: helpID, by: helper, counting: .new, terms: terms, correlation: correlation, committing: true, on: connection)
         return .counted(task.state, cut: Money(task.lastCut, task.currency))
     }
 
@@ -343,22 +362,22 @@ enum TaskBook {
         return (step, task.schedule?.cut(helper: step, left: task.priceNow - task.floorPrice, newUser: newUser) ?? 0)
     }
 
-    /// Counts a held help an operator approved, on a locked task.
+    /// Counts a held help an operator approved, on a locked task, in the caller's transaction.
     static func count(
         _ helpID: HelpID, helper: Helper, task: inout Row, terms: CampaignTerms, correlation: String?, on connection: PostgresConnection
     ) async throws {
-        guard try await advance(&task, help: helpID, by: helper, counting: .approved, terms: terms, correlation: correlation, on: connection) else {
-            throw PostgresError(.server, "a locked task moved under its lock")
-        }
+        try await advance(&task, help: helpID, by: helper, counting: .approved, terms: terms, correlation: correlation, committing: false, on: connection)
     }
 
-    /// A counted help moves the task on from the state in `task`: price, count, completion, the
-    /// help row and the events, the first three in one statement. Returns false, changing
-    /// nothing, when the task is no longer in that state (another help came first, or it ended).
+    /// A counted help moves the task on from the state in `task`: price, count, completion (its
+    /// deadline cancelled), the help row and the events, in one statement; with `committing`,
+    /// sent with the transaction's `COMMIT`. The statement aborts the transaction, changing
+    /// nothing, when the task is no longer in that state (`.helpRaced`: another help came first,
+    /// or it ended) or the help was not written (the helper already helped).
     private static func advance(
         _ task: inout Row, help helpID: HelpID, by helper: Helper, counting: CountedHelp, terms: CampaignTerms, correlation: String?,
-        on connection: PostgresConnection
-    ) async throws -> Bool {
+        committing: Bool, on connection: PostgresConnection
+    ) async throws {
         let (moved, events) = try Self.counting(helpID, by: helper, on: task, terms: terms, correlation: correlation, at: Date())
         let (step, cut, complete) = (moved.helperCount, moved.lastCut, moved.status == "completed")
         let moveTask: PostgresQuery = """
@@ -382,22 +401,21 @@ enum TaskBook {
             RETURNING 1
             """
         }
-        let counts = try await connection.query(
+        // The events and the deadline's cancellation are written unconditionally: the statement
+        // aborts when the task or the help was not written.
+        let write: PostgresQuery = """
+            WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(Outbox.insertion(of: events))),
+                 cancelled AS (\(Schedule.cancellation(kind: expiryJob, keys: complete ? [task.id.description] : [])))
+            SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM moved) THEN abort_help(\(SQLState.helpRaced.rawValue), 'the task moved since it was read')
+                        WHEN NOT EXISTS (SELECT 1 FROM helped) THEN abort_help(\(SQLState.alreadyHelped.rawValue), 'the helper already helped') END,
+                   (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended LIMIT 1) AS woken)
             """
-            WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(events[0].insertion(from: "helped")))
-            SELECT (SELECT count(*) FROM moved)::int8 AS moved, (SELECT count(*) FROM helped)::int8 AS helped,
-                   (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended) AS woken)::int8 AS appended
-            """).single()
-        guard try counts.decode("moved", as: Int.self) == 1 else { return false }
-        // The task moved but the help was not written: this helper already helped. Throwing rolls
-        // the move back with the transaction.
-        guard try counts.decode("helped", as: Int.self) == 1 else { throw HelpRefusal.alreadyHelped }
-        task = moved
-        if complete {
-            try await Schedule.cancel(kind: expiryJob, key: task.id.description, on: connection)
-            try await Outbox.append(events[1], on: connection)
+        do {
+            _ = committing ? try await connection.queryCommitting([write]) : try await connection.query([write])
+        } catch let error as PostgresError where error.sqlState == .alreadyHelped {
+            throw HelpRefusal.alreadyHelped
         }
-        return true
+        task = moved
     }
 
     /// Adds one to a per-day counter; over `limit` (0 = no limit) refuses, rolling everything back.
