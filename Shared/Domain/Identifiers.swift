@@ -5,7 +5,11 @@ import Foundation
 extension UUID {
     public static func timeOrdered(at date: Date = Date()) -> UUID {
         let milliseconds = UInt64(max(0, date.timeIntervalSince1970 * 1000))
-        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        // Two draws of 64 bits, not sixteen of 8: each draw is a `getrandom` system call, and
+        // sixteen made id generation 1.6% of the assists service's CPU.
+        var generator = SystemRandomNumberGenerator()
+        let random = [generator.next(), generator.next()] as [UInt64]
+        var bytes = (0..<16).map { UInt8(truncatingIfNeeded: random[$0 / 8] >> (8 * UInt64($0 % 8))) }
         for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: milliseconds >> (40 - 8 * UInt64(index))) }
         bytes[6] = 0x70 | (bytes[6] & 0x0f)  // version 7
         bytes[8] = 0x80 | (bytes[8] & 0x3f)  // RFC 4122 variant

@@ -438,25 +438,40 @@ public struct PostgresJSON<Value: Codable & Sendable>: PostgresEncodable, Postgr
 
 extension Array: PostgresEncodable where Element: PostgresArrayElement {
     public static var postgresType: PostgresType { Element.postgresArrayType }
-    /// `{"a","b"}` with `"` and `\` escaped, byte by byte: the payloads of a batch's events go
-    /// through here, and Foundation's `replacingOccurrences` made this a quarter of a help's CPU.
+    /// `{"a","b"}` with `"` and `\` escaped, written straight into the string's storage: the
+    /// payloads of a batch's events go through here (Foundation's `replacingOccurrences` made
+    /// this a quarter of a help's CPU; appending byte by byte to an array, 3–5% of a service's).
     public var postgresText: String {
-        var bytes: [UInt8] = [UInt8(ascii: "{")]
-        for (index, element) in enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            bytes.append(UInt8(ascii: "\""))
-            var text = element.postgresText
-            text.withUTF8 { utf8 in
-                bytes.reserveCapacity(bytes.count + utf8.count + 3)
-                for byte in utf8 {
-                    if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { bytes.append(UInt8(ascii: "\\")) }
-                    bytes.append(byte)
-                }
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        var texts = map(\.postgresText)
+        var length = 2 + Swift.max(0, texts.count - 1)
+        for index in texts.indices {
+            texts[index].withUTF8 { utf8 in
+                length += utf8.count + 2
+                for byte in utf8 where byte == quote || byte == backslash { length += 1 }
             }
-            bytes.append(UInt8(ascii: "\""))
         }
-        bytes.append(UInt8(ascii: "}"))
-        return String(decoding: bytes, as: UTF8.self)
+        return String(unsafeUninitializedCapacity: length) { output in
+            var at = 0
+            func put(_ byte: UInt8) {
+                output[at] = byte
+                at += 1
+            }
+            put(UInt8(ascii: "{"))
+            for index in texts.indices {
+                if index > 0 { put(UInt8(ascii: ",")) }
+                put(quote)
+                texts[index].withUTF8 { utf8 in
+                    for byte in utf8 {
+                        if byte == quote || byte == backslash { put(backslash) }
+                        put(byte)
+                    }
+                }
+                put(quote)
+            }
+            put(UInt8(ascii: "}"))
+            return at
+        }
     }
 }
 

@@ -124,6 +124,24 @@ struct HTTPTests {
         }
     }
 
+    @Test func headerValuesLoseOnlyTheirOptionalWhitespace() {
+        #expect(" \t token.part \t".trimmingOptionalWhitespace == "token.part")
+        #expect("a b".trimmingOptionalWhitespace == "a b")
+        #expect(" \t ".trimmingOptionalWhitespace == "")
+        #expect("".trimmingOptionalWhitespace == "")
+        #expect("\u{3000}x".trimmingOptionalWhitespace == "\u{3000}x", "only SP and HTAB are HTTP's whitespace")
+        func forwarded(_ value: String?) -> String? {
+            var headers = HTTPFields()
+            if let value { headers[HTTPField.Name("X-Forwarded-For")!] = value }
+            return Request(head: HTTPRequest(method: .get, scheme: "http", authority: "x", path: "/", headerFields: headers), body: .init(buffer: .init()))
+                .forwardedClientAddress
+        }
+        #expect(forwarded(" 203.0.113.7 , 10.0.0.1") == "203.0.113.7")
+        #expect(forwarded("198.51.100.2") == "198.51.100.2")
+        #expect(forwarded(nil) == nil)
+        #expect(forwarded("") == nil)
+    }
+
     @Test func budgetsRefillSmoothlyAndParseFromSettings() throws {
         let limiter = RateLimiter(perUser: RateBudget(3, per: .seconds(60)), perAddress: nil)
         let start = ContinuousClock.now

@@ -38,15 +38,10 @@ public struct FissionRequestContext: RequestContext {
 }
 
 extension FissionRequestContext {
-    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
-
     /// Who is calling, as an address for per-address limits: the first `X-Forwarded-For` hop
     /// (the ingress must set it and drop the client's own), else the peer.
     public func clientAddress(of request: Request) -> String? {
-        if let forwarded = request.headers[Self.forwardedFor]?.split(separator: ",").first {
-            return String(forwarded).trimmingCharacters(in: .whitespaces)
-        }
-        return peerAddress
+        request.forwardedClientAddress ?? peerAddress
     }
 
     /// Spends one `action` from the caller's per-user and per-address budgets, or throws 429.

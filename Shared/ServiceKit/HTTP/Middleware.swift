@@ -104,10 +104,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard let header = request.headers[.authorization] else {
             return try await next(request, context)
         }
-        guard header.lowercased().hasPrefix("bearer ") else {
+        guard header.prefix(7).lowercased() == "bearer " else {
             throw Problem(.unauthorized, kind: "unauthenticated", title: "A valid bearer token is required", detail: "use the Bearer scheme")
         }
-        let token = String(header.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
+        let token = String(header.dropFirst("bearer ".count).trimmingOptionalWhitespace)
         var context = context
         do {
             context.identity = try await verifier.verify(token)

@@ -109,8 +109,7 @@ struct TaskRoutes {
     /// The client's network: the first X-Forwarded-For address (set by the ingress), IPv4
     /// grouped by /24 so one household or office counts as one network.
     static func network(_ request: Request) -> String? {
-        guard let forwarded = request.headers[HTTPField.Name("X-Forwarded-For")!] else { return nil }
-        let address = forwarded.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard let address = request.forwardedClientAddress else { return nil }
         let octets = address.split(separator: ".")
         if octets.count == 4 { return octets.prefix(3).joined(separator: ".") + ".0/24" }
         return address.isEmpty ? nil : String(address.prefix(64))
