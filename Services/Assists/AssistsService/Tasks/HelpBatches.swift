@@ -198,6 +198,10 @@ extension TaskBook {
         guard !helpRows.isEmpty else { return outcomes }
 
         let finals = moved.sorted { $0.rawValue.uuidString < $1.rawValue.uuidString }.compactMap { tasks[$0]?.row }
+        // The deadlines of the tasks the batch completes, in the statement only when there are
+        // any (as in `TaskBook.advance`).
+        let completed = finals.filter { $0.status == "completed" }.map(\.id.description)
+        let cancellation: PostgresQuery = completed.isEmpty ? "" : ", cancelled AS (\(Schedule.cancellation(kind: expiryJob, keys: completed)))"
         // One statement, sent with the `COMMIT`. A write that did not go as the batch read it
         // (another help came first through `TaskBook.help`, a helper who already helped) aborts
         // the transaction (`.helpBatchConflict`) and the batch's helps are taken alone.
@@ -225,8 +229,7 @@ extension TaskBook {
                      AS h(id, task_id, helper_id, step, cut, new_user, device_id, network, share_id, referrer_id)
                 ON CONFLICT (task_id, helper_id) DO NOTHING
                 RETURNING 1),
-            appended AS (\(Outbox.insertion(of: events))),
-            cancelled AS (\(Schedule.cancellation(kind: expiryJob, keys: finals.filter { $0.status == "completed" }.map(\.id.description))))
+            appended AS (\(Outbox.insertion(of: events)))\(cancellation)
             SELECT CASE WHEN (SELECT count(*) FROM moved) <> \(finals.count) OR (SELECT count(*) FROM helped) <> \(helpRows.count)
                         THEN abort_help(\(SQLState.helpBatchConflict.rawValue), 'the batch did not go as it read') END,
                    (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended LIMIT 1) AS woken)

@@ -402,10 +402,12 @@ enum TaskBook {
             """
         }
         // The events and the deadline's cancellation are written unconditionally: the statement
-        // aborts when the task or the help was not written.
+        // aborts when the task or the help was not written. The cancellation is left out of the
+        // text when the help does not complete the task: even with no key to delete, the
+        // statement would open and lock the jobs table and its indexes.
+        let cancellation: PostgresQuery = complete ? ", cancelled AS (\(Schedule.cancellation(kind: expiryJob, keys: [task.id.description])))" : ""
         let write: PostgresQuery = """
-            WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(Outbox.insertion(of: events))),
-                 cancelled AS (\(Schedule.cancellation(kind: expiryJob, keys: complete ? [task.id.description] : [])))
+            WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(Outbox.insertion(of: events)))\(cancellation)
             SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM moved) THEN abort_help(\(SQLState.helpRaced.rawValue), 'the task moved since it was read')
                         WHEN NOT EXISTS (SELECT 1 FROM helped) THEN abort_help(\(SQLState.alreadyHelped.rawValue), 'the helper already helped') END,
                    (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended LIMIT 1) AS woken)
