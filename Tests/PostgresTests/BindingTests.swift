@@ -109,6 +109,38 @@ struct BindingTests {
         }
     }
 
+    /// The hand-written string map against the server's own `jsonb` (parsing what we write,
+    /// printing what we read back) and against Foundation's JSON on the same maps.
+    @Test func stringMapsRoundTripThroughJSONBAndAgreeWithFoundation() async throws {
+        // Not NUL: jsonb refuses \u0000, as text refuses NUL.
+        let controls = String(decoding: (1..<0x20).map { UInt8($0) }, as: UTF8.self)
+        let maps: [[String: String]] = [
+            [:],
+            ["ce_type": "assists.recorded.v1", "ce_id": "0190e0b0-0000-7000-8000-000000000001"],
+            Dictionary(uniqueKeysWithValues: Self.hostileStrings.enumerated().map { ("k\($0.offset) \($0.element.prefix(20))", $0.element) }),
+            ["controls": controls, "slash/": "a/b", "🧧": "\u{1F9E7}\u{7F}x", "": ""],
+        ]
+        try await withTestPool { pool in
+            for map in maps {
+                let row = try await pool.query("SELECT \(PostgresStringMap(map)) AS m, \(PostgresStringMap(map))::jsonb = \(try Self.foundationJSON(map))::jsonb AS same").single()
+                #expect(try row.decode("m", as: PostgresStringMap.self).value == map)
+                #expect(try row.decode("same", as: Bool.self), "the server reads ours as it reads Foundation's")
+                let foundation = try PostgresStringMap.decode(postgresText: try Self.foundationJSON(map), type: .jsonb)
+                #expect(foundation.value == map)
+            }
+        }
+        let escaped = try PostgresStringMap.decode(postgresText: #" { "a" : "\"\\\/\b\f\n\r\t\u00e9\ud83e\udde7" } "#, type: .json)
+        #expect(escaped.value == ["a": "\"\\/\u{8}\u{C}\n\r\té🧧"])
+        for broken in [#"{"a":1}"#, #"["a"]"#, #"{"a":"b""#, #"{"a":"b"} x"#, "{\"a\":\"\u{1}\"}", #"{"a":"\ud83e"}"#, #"{"a":"\q"}"#, ""] {
+            #expect(throws: PostgresDecodingFailure.self, "\(broken)") { try PostgresStringMap.decode(postgresText: broken, type: .jsonb) }
+        }
+        #expect(throws: PostgresDecodingFailure.self) { try PostgresStringMap.decode(postgresText: "{}", type: .int8) }
+    }
+
+    private static func foundationJSON(_ map: [String: String]) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: map, options: [.sortedKeys]), as: UTF8.self)
+    }
+
     @Test func scalarsRoundTripThroughSelect() async throws {
         try await withTestPool { pool in
             for value in [0, 1, -1, Int.max, Int.min] {

@@ -16,7 +16,7 @@ public enum Outbox {
         public let key: String
         public let type: String
         public let payload: String
-        public let headers: PostgresJSON<[String: String]>
+        public let headers: PostgresStringMap
 
         public init<Payload: DomainEvent>(_ event: CloudEvent<Payload>) throws {
             var headers: [String: String] = ["ce_type": event.type, "ce_id": event.id.description]
@@ -27,7 +27,7 @@ public enum Outbox {
             self.key = event.subject
             self.type = event.type
             self.payload = String(decoding: try EventCoding.encode(event), as: UTF8.self)
-            self.headers = PostgresJSON(headers)
+            self.headers = PostgresStringMap(headers)
         }
 
         /// `INSERT INTO outbox ... SELECT ... FROM <rows> RETURNING 1`, for a data-modifying

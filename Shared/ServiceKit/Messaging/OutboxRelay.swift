@@ -130,7 +130,7 @@ public final class OutboxRelay: Service, Sendable {
                     var messages: [KafkaOutgoingMessage] = []
                     for row in rows {
                         ids.append(try row.decode("id"))
-                        let headers = try row.decode("headers", as: PostgresJSON<[String: String]>.self).value
+                        let headers = try row.decode("headers", as: PostgresStringMap.self).value
                         messages.append(KafkaOutgoingMessage(
                             topic: try row.decode("topic"), key: Array(try row.decode("key", as: String.self).utf8),
                             value: Array(try row.decode("payload", as: String.self).utf8),
