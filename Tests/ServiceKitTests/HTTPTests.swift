@@ -124,6 +124,28 @@ struct HTTPTests {
         }
     }
 
+    /// Remembered tokens prove the same identity, stop working at their expiry like any other,
+    /// and the bound on how many are remembered changes no answer.
+    @Test func rememberedTokensProveTheSameIdentityAndStillExpire() async throws {
+        let verifier = try await TokenVerifier(.sharedSecret(Self.secret), remembered: 2)
+        let issuer = await DevelopmentTokenIssuer(secret: Self.secret)
+        let users = ["u-a", "u-b", "u-c"]
+        var tokens: [String] = []
+        for user in users { tokens.append(try await issuer.token(for: UserID(rawValue: user), roles: [.shopper])) }
+        for _ in 0..<3 {
+            for (user, token) in zip(users, tokens) {
+                #expect(try await verifier.verify(token) == Identity(userID: UserID(rawValue: user), roles: [.shopper]))
+            }
+        }
+        let forged = String(tokens[0].dropLast(2)) + (tokens[0].hasSuffix("AA") ? "BB" : "AA")
+        for _ in 0..<2 { await #expect(throws: (any Error).self) { try await verifier.verify(forged) } }
+
+        let shortLived = try await issuer.token(for: "u-brief", roles: [.merchant], validFor: 3)
+        #expect(try await verifier.verify(shortLived).roles == [.merchant])
+        try await Task.sleep(for: .milliseconds(4_200))
+        await #expect(throws: (any Error).self, "a remembered token expires with its claims") { try await verifier.verify(shortLived) }
+    }
+
     @Test func headerValuesLoseOnlyTheirOptionalWhitespace() {
         #expect(" \t token.part \t".trimmingOptionalWhitespace == "token.part")
         #expect("a b".trimmingOptionalWhitespace == "a b")
