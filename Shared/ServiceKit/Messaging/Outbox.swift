@@ -29,22 +29,11 @@ public enum Outbox {
             self.payload = String(decoding: try EventCoding.encode(event), as: UTF8.self)
             self.headers = PostgresStringMap(headers)
         }
-
-        /// `INSERT INTO outbox ... SELECT ... FROM <rows> RETURNING 1`, for a data-modifying
-        /// common table expression: the event is written once per row of `rows` (one, or none
-        /// when the change it records did not happen). The caller wakes the relay with
-        /// `pg_notify(Outbox.channel, '')` from the rows it returns.
-        public func insertion(from rows: PostgresSQLFragment) -> PostgresQuery {
-            """
-            INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
-            SELECT \(eventID), \(topic), \(key), \(type), \(payload), \(headers) FROM \(rows)
-            RETURNING 1
-            """
-        }
     }
 
     /// `INSERT INTO outbox ... RETURNING 1` of several events, in order, for a data-modifying
-    /// common table expression; the caller wakes the relay as with `Record.insertion(from:)`.
+    /// common table expression in the statement that makes the change they record. The caller
+    /// wakes the relay with `pg_notify(Outbox.channel, '')` from the rows it returns.
     public static func insertion(of records: [Record]) -> PostgresQuery {
         """
         INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
