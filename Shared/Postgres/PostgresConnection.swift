@@ -245,7 +245,7 @@ public final class PostgresConnection: @unchecked Sendable {
             var key: StatementKey
             var prepared: String?
             var preparing: String?
-            var planModes: (set: String, reset: String)?
+            var planModes: (set: [String], reset: [String])?
         }
         var plans: [Plan] = []
         var preparingHere: [StatementKey: String] = [:]
@@ -263,28 +263,28 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             plans.append(Plan(
                 key: key, prepared: prepared, preparing: preparing,
-                planModes: statement.planning == .once ? ("SET plan_cache_mode = force_generic_plan", "RESET plan_cache_mode") : nil))
+                planModes: statement.planning == .once ? Self.plannedOnceModes : nil))
         }
         let begin = takePendingBegin()
         let firstSQL = statements[0].sql
 
-        // One round trip: [BEGIN] then per statement [SET] [Parse] Bind/Execute [RESET], [COMMIT], then Sync.
-        // A statement planned once is executed under `force_generic_plan` (the cached plan source
-        // keeps its generic plan); if the statement fails, the RESET is skipped but the SET is
-        // rolled back with the (explicit or implicit) transaction.
+        // One round trip: [BEGIN] then per statement [SETs] [Parse] Bind/Execute [RESETs], [COMMIT], then Sync.
+        // A statement planned once is executed under `plannedOnceModes`; if the statement fails,
+        // the RESETs are skipped but the SETs are rolled back with the (explicit or implicit)
+        // transaction.
         guard PQenterPipelineMode(handle) == 1 else { throw connectionFailure(handle, sql: firstSQL) }
         var sent = true
         if let begin { sent = sent && PQsendQueryParams(handle, begin, 0, nil, nil, nil, nil, 0) == 1 }
         for (statement, plan) in zip(statements, plans) {
             let count = Int32(statement.values.count)
-            if let planModes = plan.planModes { sent = sent && PQsendQueryParams(handle, planModes.set, 0, nil, nil, nil, nil, 0) == 1 }
+            for set in plan.planModes?.set ?? [] { sent = sent && PQsendQueryParams(handle, set, 0, nil, nil, nil, nil, 0) == 1 }
             if let preparing = plan.preparing { sent = sent && PQsendPrepare(handle, preparing, statement.sql, count, statement.types) == 1 }
             if let name = plan.preparing ?? plan.prepared {
                 sent = sent && PQsendQueryPrepared(handle, name, count, statement.values, nil, nil, 0) == 1
             } else {
                 sent = sent && PQsendQueryParams(handle, statement.sql, count, statement.types, statement.values, nil, nil, 0) == 1
             }
-            if let planModes = plan.planModes { sent = sent && PQsendQueryParams(handle, planModes.reset, 0, nil, nil, nil, nil, 0) == 1 }
+            for reset in plan.planModes?.reset ?? [] { sent = sent && PQsendQueryParams(handle, reset, 0, nil, nil, nil, nil, 0) == 1 }
         }
         if committing { sent = sent && PQsendQueryParams(handle, "COMMIT", 0, nil, nil, nil, nil, 0) == 1 }
         sent = sent && PQpipelineSync(handle) == 1
@@ -311,7 +311,7 @@ public final class PostgresConnection: @unchecked Sendable {
             try await flush(handle, sql: firstSQL)
             if let begin { try await utilityResult(begin) }
             for (index, (statement, plan)) in zip(statements, plans).enumerated() {
-                if let planModes = plan.planModes { try await utilityResult(planModes.set) }
+                for set in plan.planModes?.set ?? [] { try await utilityResult(set) }
                 if let preparing = plan.preparing {
                     let result = try await commandResult(statement.sql)
                     if PQresultStatus(result) == PGRES_COMMAND_OK {
@@ -333,7 +333,7 @@ public final class PostgresConnection: @unchecked Sendable {
                         failure = failure ?? error
                     }
                 }
-                if let planModes = plan.planModes { try await utilityResult(planModes.reset) }
+                for reset in plan.planModes?.reset ?? [] { try await utilityResult(reset) }
             }
             if committing {
                 // Skipped after a failure (the transaction stays open, aborted, for the caller's
@@ -396,6 +396,18 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Beyond this many distinct texts a connection stops preparing (text built at run time
     /// would otherwise grow the server's plan cache without bound).
     static let maxPreparedStatements = 256
+
+    /// What a statement planned once runs under, and what puts the session back afterwards.
+    /// `force_generic_plan`: the cached plan source keeps its generic plan from the first call.
+    /// `enable_seqscan = off`: that plan is made again only after the table is next analyzed,
+    /// so it must not depend on how big the table was when it was made. Made on an empty table,
+    /// it scans the whole table, and goes on scanning it as it grows until autoanalyze catches
+    /// up: on the benchmark's first 10 s the velocity counts took about 1 ms a help this way
+    /// (a few thousand rows compared with each key). Statements planned once look rows up by
+    /// key, for which an index is right at any size.
+    static let plannedOnceModes = (
+        set: ["SET plan_cache_mode = force_generic_plan", "SET enable_seqscan = off"],
+        reset: ["RESET plan_cache_mode", "RESET enable_seqscan"])
 
     /// Reads what the server sent without blocking (libpq's socket is non-blocking) and reports
     /// whether the connection is still usable. A backend killed while the connection sat idle

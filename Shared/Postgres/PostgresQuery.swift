@@ -16,7 +16,8 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
         case serverChooses
         /// Sent unprepared: planned for each execution's values.
         case eachExecution
-        /// One generic plan, kept for every execution on the connection.
+        /// One generic plan, kept for every execution on the connection, made without
+        /// sequential scans where an index serves.
         case once
     }
 
@@ -44,7 +45,9 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
 
     /// This statement, planned once per connection with no regard to its values. For statements
     /// whose generic plan is right but estimated dearer than a custom one (arrays of unknown
-    /// length), which the server would otherwise plan again on every execution.
+    /// length), which the server would otherwise plan again on every execution. The plan uses
+    /// indexes wherever it can, however small the tables were when it was made: for statements
+    /// that look rows up by key.
     public func plannedOnce() -> PostgresQuery {
         var query = self
         query.planning = .once
