@@ -39,6 +39,38 @@ struct ProducerConsumerTests {
         #expect(Set(partitionsByKey.values.flatMap { $0 }).count > 1, "keys should spread over partitions")
     }
 
+    /// Batches handed over at once from several tasks, each mixing two topics: every record's
+    /// report is its own (its topic, and a place no other record got), in the batch's order.
+    @Test func concurrentBatchesEachGetTheirOwnRecordsReports() async throws {
+        let topics = [try await TestKafka.shared.createTopic(partitions: 3), try await TestKafka.shared.createTopic(partitions: 1)]
+        let producer = try KafkaProducer(configuration: try await TestKafka.shared.producerConfiguration())
+        let batches = (0..<8).map { batch in
+            (0..<(batch + 1) * 150).map { index in
+                KafkaOutgoingMessage(topic: topics[index % 2], key: "k-\(index % 7)", value: Array("\(batch)-\(index)".utf8))
+            }
+        }
+        let reports = await withTaskGroup(of: (Int, [Result<KafkaDeliveryReport, KafkaError>]).self) { group in
+            for (number, batch) in batches.enumerated() {
+                group.addTask { (number, await producer.enqueue(batch).outcomes()) }
+            }
+            var reports: [Int: [Result<KafkaDeliveryReport, KafkaError>]] = [:]
+            for await (number, outcomes) in group { reports[number] = outcomes }
+            return reports
+        }
+        await producer.shutdown()
+        var places = Set<String>()
+        for (number, batch) in batches.enumerated() {
+            let outcomes = try #require(reports[number])
+            #expect(outcomes.count == batch.count)
+            for (message, outcome) in zip(batch, outcomes) {
+                let report = try outcome.get()
+                #expect(report.topic == message.topic)
+                places.insert("\(report.topic)/\(report.partition)/\(report.offset)")
+            }
+        }
+        #expect(places.count == batches.map(\.count).reduce(0, +), "two records were reported at one place")
+    }
+
     @Test func twoConsumersSplitPartitionsAndTheSurvivorTakesOverWithoutRereadingCommittedWork() async throws {
         let topic = try await TestKafka.shared.createTopic(partitions: 4)
         let group = "g-\(UUID())"
