@@ -198,10 +198,7 @@ extension TaskBook {
         guard !helpRows.isEmpty else { return outcomes }
 
         let finals = moved.sorted { $0.rawValue.uuidString < $1.rawValue.uuidString }.compactMap { tasks[$0]?.row }
-        // The deadlines of the tasks the batch completes, in the statement only when there are
-        // any (as in `TaskBook.advance`).
-        let completed = finals.filter { $0.status == "completed" }.map(\.id.description)
-        let cancellation: PostgresQuery = completed.isEmpty ? "" : ", cancelled AS (\(Schedule.cancellation(kind: expiryJob, keys: completed)))"
+        let cancellation = deadlinesCancelled(finals.filter { $0.status == "completed" }.map(\.id))
         // One statement, sent with the `COMMIT`. A write that did not go as the batch read it
         // (another help came first through `TaskBook.help`, a helper who already helped) aborts
         // the transaction (`.helpBatchConflict`) and the batch's helps are taken alone.

@@ -402,12 +402,9 @@ enum TaskBook {
             """
         }
         // The events and the deadline's cancellation are written unconditionally: the statement
-        // aborts when the task or the help was not written. The cancellation is left out of the
-        // text when the help does not complete the task: even with no key to delete, the
-        // statement would open and lock the jobs table and its indexes.
-        let cancellation: PostgresQuery = complete ? ", cancelled AS (\(Schedule.cancellation(kind: expiryJob, keys: [task.id.description])))" : ""
+        // aborts when the task or the help was not written.
         let write: PostgresQuery = """
-            WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(Outbox.insertion(of: events)))\(cancellation)
+            WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(Outbox.insertion(of: events)))\(deadlinesCancelled(complete ? [task.id] : []))
             SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM moved) THEN abort_help(\(SQLState.helpRaced.rawValue), 'the task moved since it was read')
                         WHEN NOT EXISTS (SELECT 1 FROM helped) THEN abort_help(\(SQLState.alreadyHelped.rawValue), 'the helper already helped') END,
                    (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended LIMIT 1) AS woken)
@@ -418,6 +415,13 @@ enum TaskBook {
             throw HelpRefusal.alreadyHelped
         }
         task = moved
+    }
+
+    /// The expiry jobs of the tasks a write completes, as one more common table expression of
+    /// that write (`, cancelled AS (...)`). Empty when it completes none: even with no key to
+    /// delete, the statement would open and lock the jobs table and its indexes.
+    static func deadlinesCancelled(_ completed: [TaskID]) -> PostgresQuery {
+        completed.isEmpty ? "" : ", cancelled AS (\(Schedule.cancellation(kind: expiryJob, keys: completed.map(\.description))))"
     }
 
     /// Adds one to a per-day counter; over `limit` (0 = no limit) refuses, rolling everything back.
