@@ -185,6 +185,11 @@ public final class PostgresConnection: @unchecked Sendable {
         var types: [Oid]
         var values: [UnsafePointer<CChar>?]
         var planning: PostgresQuery.Planning
+
+        /// The session settings the statement runs under, and what puts them back.
+        var planModes: (set: [String], reset: [String]) {
+            planning == .once ? PostgresConnection.plannedOnceModes : ([], [])
+        }
     }
 
     /// Runs fixed SQL text with no parameters, possibly several statements (migration files,
@@ -245,7 +250,6 @@ public final class PostgresConnection: @unchecked Sendable {
             var key: StatementKey
             var prepared: String?
             var preparing: String?
-            var planModes: (set: [String], reset: [String])?
         }
         var plans: [Plan] = []
         var preparingHere: [StatementKey: String] = [:]
@@ -261,9 +265,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 preparing = "fission_\(preparedStatementCount)"
                 preparingHere[key] = preparing
             }
-            plans.append(Plan(
-                key: key, prepared: prepared, preparing: preparing,
-                planModes: statement.planning == .once ? Self.plannedOnceModes : nil))
+            plans.append(Plan(key: key, prepared: prepared, preparing: preparing))
         }
         let begin = takePendingBegin()
         let firstSQL = statements[0].sql
@@ -277,14 +279,14 @@ public final class PostgresConnection: @unchecked Sendable {
         if let begin { sent = sent && PQsendQueryParams(handle, begin, 0, nil, nil, nil, nil, 0) == 1 }
         for (statement, plan) in zip(statements, plans) {
             let count = Int32(statement.values.count)
-            for set in plan.planModes?.set ?? [] { sent = sent && PQsendQueryParams(handle, set, 0, nil, nil, nil, nil, 0) == 1 }
+            for set in statement.planModes.set { sent = sent && PQsendQueryParams(handle, set, 0, nil, nil, nil, nil, 0) == 1 }
             if let preparing = plan.preparing { sent = sent && PQsendPrepare(handle, preparing, statement.sql, count, statement.types) == 1 }
             if let name = plan.preparing ?? plan.prepared {
                 sent = sent && PQsendQueryPrepared(handle, name, count, statement.values, nil, nil, 0) == 1
             } else {
                 sent = sent && PQsendQueryParams(handle, statement.sql, count, statement.types, statement.values, nil, nil, 0) == 1
             }
-            for reset in plan.planModes?.reset ?? [] { sent = sent && PQsendQueryParams(handle, reset, 0, nil, nil, nil, nil, 0) == 1 }
+            for reset in statement.planModes.reset { sent = sent && PQsendQueryParams(handle, reset, 0, nil, nil, nil, nil, 0) == 1 }
         }
         if committing { sent = sent && PQsendQueryParams(handle, "COMMIT", 0, nil, nil, nil, nil, 0) == 1 }
         sent = sent && PQpipelineSync(handle) == 1
@@ -311,7 +313,7 @@ public final class PostgresConnection: @unchecked Sendable {
             try await flush(handle, sql: firstSQL)
             if let begin { try await utilityResult(begin) }
             for (index, (statement, plan)) in zip(statements, plans).enumerated() {
-                for set in plan.planModes?.set ?? [] { try await utilityResult(set) }
+                for set in statement.planModes.set { try await utilityResult(set) }
                 if let preparing = plan.preparing {
                     let result = try await commandResult(statement.sql)
                     if PQresultStatus(result) == PGRES_COMMAND_OK {
@@ -333,7 +335,7 @@ public final class PostgresConnection: @unchecked Sendable {
                         failure = failure ?? error
                     }
                 }
-                for reset in plan.planModes?.reset ?? [] { try await utilityResult(reset) }
+                for reset in statement.planModes.reset { try await utilityResult(reset) }
             }
             if committing {
                 // Skipped after a failure (the transaction stays open, aborted, for the caller's

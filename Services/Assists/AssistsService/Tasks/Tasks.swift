@@ -216,14 +216,15 @@ enum TaskBook {
     /// task locked from its read, and applied to what it finds. The unique (task, helper) key
     /// refuses a second help even from concurrent requests.
     static func help(_ request: HelpRequest, fraud: FraudRules, correlation: String?, pool: PostgresPool) async throws -> HelpOutcome {
+        func attempt(lockingTask: Bool) async throws -> HelpOutcome {
+            try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
+                try await help(request, fraud: fraud, correlation: correlation, lockingTask: lockingTask, on: connection)
+            }
+        }
         do {
-            return try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
-                try await help(request, fraud: fraud, correlation: correlation, lockingTask: false, on: connection)
-            }
+            return try await attempt(lockingTask: false)
         } catch let error as PostgresError where error.sqlState == .helpRaced {
-            return try await pool.withTransaction(retryingSerializationFailures: 3) { connection in
-                try await help(request, fraud: fraud, correlation: correlation, lockingTask: true, on: connection)
-            }
+            return try await attempt(lockingTask: true)
         }
     }
 
