@@ -54,10 +54,17 @@ let package = Package(
         ),
 
         // MARK: Shared libraries
+        // The text forms several layers write and read (UUIDs, JSON strings), without Foundation's
+        // formatters.
+        .target(
+            name: "TextCoding",
+            path: "Shared/TextCoding",
+            swiftSettings: strict
+        ),
         .target(
             name: "Postgres",
             dependencies: [
-                "CLibPQ",
+                "CLibPQ", "TextCoding",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -77,7 +84,7 @@ let package = Package(
         ),
         .target(
             name: "Domain",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["TextCoding", .product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/Domain",
             swiftSettings: strict
         ),
@@ -337,7 +344,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DomainTests",
-            dependencies: ["Domain"],
+            dependencies: ["Domain", "TextCoding"],
             path: "Tests/DomainTests",
             swiftSettings: strict
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import TextCoding
 
 /// A UUID whose first 48 bits are the creation time in milliseconds (RFC 9562 version 7):
 /// ids sort by creation, which keeps B-tree inserts local and makes logs readable.
@@ -30,15 +31,15 @@ extension EntityID {
     public init() { self.init(rawValue: .timeOrdered()) }
 
     public init?(_ text: String) {
-        guard let uuid = UUID(uuidString: text) else { return nil }
+        guard let uuid = UUID(hyphenatedHex: text) else { return nil }
         self.init(rawValue: uuid)
     }
 
-    public var description: String { rawValue.uuidString.lowercased() }
+    public var description: String { rawValue.lowercasedText }
 
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
-        guard let uuid = UUID(uuidString: text) else {
+        guard let uuid = UUID(hyphenatedHex: text) else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not a UUID"))
         }
         self.init(rawValue: uuid)

@@ -58,8 +58,8 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
     public var description: String { sql }
 
     public struct StringInterpolation: StringInterpolationProtocol {
-        var sql = ""
-        var binds: [PostgresBind] = []
+        @usableFromInline var sql = ""
+        @usableFromInline var binds: [PostgresBind] = []
 
         public init(literalCapacity: Int, interpolationCount: Int) {
             sql.reserveCapacity(literalCapacity + interpolationCount * 3)
@@ -70,11 +70,15 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
             sql += literal
         }
 
+        // Inlinable, as is `Array.postgresText`: specialized where the query is written, a bind
+        // costs no run-time generic metadata or witness lookups.
+        @inlinable
         public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value) {
             binds.append(PostgresBind(type: Value.postgresType, text: value.postgresText))
             sql += "$\(binds.count)"
         }
 
+        @inlinable
         public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
             binds.append(PostgresBind(type: Value.postgresType, text: value?.postgresText))
             sql += "$\(binds.count)"
@@ -117,6 +121,12 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
 public struct PostgresBind: Sendable, Equatable {
     public var type: PostgresType
     public var text: String?
+
+    @inlinable
+    public init(type: PostgresType, text: String?) {
+        self.type = type
+        self.text = text
+    }
 }
 
 /// SQL text that can only come from a literal in the source code (`StaticString`), never from a

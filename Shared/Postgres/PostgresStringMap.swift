@@ -1,3 +1,5 @@
+import TextCoding
+
 /// A `jsonb` object whose values are all strings, such as an event's headers in the outbox,
 /// written and read by hand instead of through Foundation's JSON coders: every event appended
 /// and every event relayed goes through one, and `JSONEncoder`/`JSONDecoder` on these few
@@ -13,9 +15,9 @@ public struct PostgresStringMap: PostgresEncodable, PostgresDecodable, Hashable 
         var output: [UInt8] = [UInt8(ascii: "{")]
         for (index, entry) in value.sorted(by: { $0.key < $1.key }).enumerated() {
             if index > 0 { output.append(UInt8(ascii: ",")) }
-            Self.writeString(entry.key, to: &output)
+            JSONStringText.write(entry.key, to: &output)
             output.append(UInt8(ascii: ":"))
-            Self.writeString(entry.value, to: &output)
+            JSONStringText.write(entry.value, to: &output)
         }
         output.append(UInt8(ascii: "}"))
         return String(decoding: output, as: UTF8.self)
@@ -25,24 +27,6 @@ public struct PostgresStringMap: PostgresEncodable, PostgresDecodable, Hashable 
         guard type == .json || type == .jsonb || type == .text else { throw .typeMismatch(Self.self, type) }
         var reader = Reader(bytes: Array(text.utf8))
         return PostgresStringMap(try reader.object())
-    }
-
-    /// Quoted, with `"`, `\` and control characters escaped as JSON requires; the rest as UTF-8.
-    private static func writeString(_ text: String, to output: inout [UInt8]) {
-        output.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"): output += [UInt8(ascii: "\\"), byte]
-            case 0x0A: output += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
-            case 0x0D: output += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
-            case 0x09: output += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                output += Array("\\u00".utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
-            default: output.append(byte)
-            }
-        }
-        output.append(UInt8(ascii: "\""))
     }
 
     /// JSON text as PostgreSQL prints `jsonb` (`{"a": "b", "c": "d"}`), or any other valid

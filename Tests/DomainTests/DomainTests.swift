@@ -1,6 +1,7 @@
 import Domain
 import Foundation
 import Testing
+import TextCoding
 
 @Suite("Money")
 struct MoneyTests {
@@ -46,6 +47,36 @@ struct IdentifierTests {
         let id = try #require(TeamID("0193A5C5-0A11-7E22-8F33-445566778899"))
         #expect(String(decoding: try JSONEncoder().encode(id), as: UTF8.self) == "\"0193a5c5-0a11-7e22-8f33-445566778899\"")
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(TeamID.self, from: Data("\"nope\"".utf8)) }
+    }
+
+    /// The hand-written UUID text matches Foundation's, both ways, and refuses what it refuses.
+    @Test func uuidTextMatchesFoundationBothWays() throws {
+        for _ in 0..<2_000 {
+            let id = UUID()
+            #expect(id.lowercasedText == id.uuidString.lowercased())
+            #expect(UUID(hyphenatedHex: id.lowercasedText) == id)
+            #expect(UUID(hyphenatedHex: id.uuidString) == id)
+            #expect(HelpID(id.uuidString)?.description == id.lowercasedText)
+        }
+        let edges = [UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)),
+                     UUID(uuid: (255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255))]
+        for id in edges { #expect(id.lowercasedText == id.uuidString.lowercased()) }
+        let valid = "e621e1f8-c36c-495a-93fc-0c247a3e6e5f"
+        for text in ["", valid.uppercased() + "0", String(valid.dropLast()), valid.replacingOccurrences(of: "-", with: ""),
+                     "e621e1f8c-36c-495a-93fc-0c247a3e6e5f", "g621e1f8-c36c-495a-93fc-0c247a3e6e5f", "e621e1f8-c36c-495a-93fc-0c247a3e6e5 ",
+                     "{e621e1f8-c36c-495a-93fc-0c247a3e6e5}", "é621e1f8-c36c-495a-93fc-0c247a3e6e5"] {
+            #expect(UUID(uuidString: text) == nil)
+            #expect(UUID(hyphenatedHex: text) == nil)
+            #expect(HelpID(text) == nil)
+        }
+    }
+
+    /// Batches lock tasks in this order and PostgreSQL in its own: they must agree.
+    @Test func uuidsCompareAsPostgreSQLSortsThem() {
+        for _ in 0..<2_000 {
+            let (left, right) = (UUID(), UUID())
+            #expect((left < right) == (left.lowercasedText < right.lowercasedText))
+        }
     }
 }
 

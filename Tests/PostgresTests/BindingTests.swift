@@ -71,24 +71,14 @@ struct BindingTests {
         }
     }
 
-    /// The hand-written UUID text matches Foundation's, both ways, and refuses what it refuses.
-    @Test func uuidTextMatchesFoundationBothWays() throws {
-        for _ in 0..<2_000 {
-            let id = UUID()
-            #expect(id.postgresText == id.uuidString.lowercased())
-            #expect(try UUID.decode(postgresText: id.postgresText, type: .uuid) == id)
-            #expect(try UUID.decode(postgresText: id.uuidString, type: .uuid) == id)
-        }
-        let edges = [UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)),
-                     UUID(uuid: (255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255))]
-        for id in edges { #expect(id.postgresText == id.uuidString.lowercased()) }
-        let valid = "e621e1f8-c36c-495a-93fc-0c247a3e6e5f"
-        for text in ["", valid.uppercased() + "0", String(valid.dropLast()), valid.replacingOccurrences(of: "-", with: ""),
-                     "e621e1f8c-36c-495a-93fc-0c247a3e6e5f", "g621e1f8-c36c-495a-93fc-0c247a3e6e5f", "e621e1f8-c36c-495a-93fc-0c247a3e6e5 ",
-                     "{e621e1f8-c36c-495a-93fc-0c247a3e6e5}", "é621e1f8-c36c-495a-93fc-0c247a3e6e5"] {
-            #expect(UUID(uuidString: text) == nil)
-            #expect(throws: PostgresDecodingFailure.self) { try UUID.decode(postgresText: text, type: .uuid) }
-        }
+    /// UUIDs in PostgreSQL's text form, both ways (the text itself is checked against Foundation's
+    /// in DomainTests); what is not a UUID is a decoding failure.
+    @Test func uuidsReadTheirTextEitherCase() throws {
+        let id = UUID()
+        #expect(id.postgresText == id.uuidString.lowercased())
+        #expect(try UUID.decode(postgresText: id.postgresText, type: .uuid) == id)
+        #expect(try UUID.decode(postgresText: id.uuidString, type: .uuid) == id)
+        #expect(throws: PostgresDecodingFailure.self) { try UUID.decode(postgresText: "e621e1f8c-36c-495a-93fc-0c247a3e6e5f", type: .uuid) }
     }
 
     @Test func hostileStringsRoundTripUnchanged() async throws {

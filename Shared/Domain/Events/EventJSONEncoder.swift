@@ -1,4 +1,5 @@
 import Foundation
+import TextCoding
 
 /// Encodes a value as `EventCoding.encoder()` does — keys sorted, slashes unescaped, times as
 /// RFC 3339 text — byte for byte, in about three-quarters of the time.
@@ -33,7 +34,7 @@ private indirect enum JSONTree {
         case .literal(let text):
             output.append(contentsOf: text.utf8)
         case .string(let text):
-            Self.writeString(text, to: &output)
+            JSONStringText.write(text, to: &output)
         case .array(let box):
             output.append(UInt8(ascii: "["))
             for (index, item) in box.items.enumerated() {
@@ -47,7 +48,7 @@ private indirect enum JSONTree {
             for (key, value) in box.sortedEntries() {
                 if !first { output.append(UInt8(ascii: ",")) }
                 first = false
-                Self.writeString(key, to: &output)
+                JSONStringText.write(key, to: &output)
                 output.append(UInt8(ascii: ":"))
                 value.write(to: &output)
             }
@@ -55,29 +56,6 @@ private indirect enum JSONTree {
         case .deferred(let encoder):
             (encoder.tree ?? .object(ObjectBox())).write(to: &output)
         }
-    }
-
-    /// Quotes and escapes as Foundation does: `"` and `\`, the short escapes for \b \f \n \r \t,
-    /// `\u00xx` for other control characters; everything else (slashes included) as UTF-8.
-    static func writeString(_ text: String, to output: inout [UInt8]) {
-        output.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
-            case UInt8(ascii: "\\"): output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case 0x08: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
-            case 0x0C: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
-            case 0x0A: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0D: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0x09: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                           hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: output.append(byte)
-            }
-        }
-        output.append(UInt8(ascii: "\""))
     }
 }
 

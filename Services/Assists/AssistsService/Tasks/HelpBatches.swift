@@ -145,7 +145,8 @@ extension TaskBook {
         // Each help applied in arrival order to its task as the helps before it left it.
         let now = Date()
         var outcomes: [Result<HelpOutcome, any Error>?] = Array(repeating: nil, count: helps.count)
-        var helped: Set<String> = []
+        struct TaskHelper: Hashable { var task: TaskID, helper: UserID }
+        var helped: Set<TaskHelper> = []
         // A held help has no step.
         var helpRows: [(id: HelpID, task: TaskID, helper: Helper, step: Int?, cut: Int64)] = []
         var events: [Outbox.Record] = []
@@ -166,7 +167,7 @@ extension TaskBook {
             }
             // A limit is a counter per help: taken alone.
             if let rules = terms.bargain, rules.helperDailyLimit > 0 || rules.deviceLimit > 0 || rules.networkLimit > 0 { continue }
-            guard helped.insert("\(request.task) \(request.helper.rawValue)").inserted else {
+            guard helped.insert(TaskHelper(task: request.task, helper: request.helper)).inserted else {
                 outcomes[index] = .failure(HelpRefusal.alreadyHelped)
                 continue
             }
@@ -197,7 +198,8 @@ extension TaskBook {
         }
         guard !helpRows.isEmpty else { return outcomes }
 
-        let finals = moved.sorted { $0.rawValue.uuidString < $1.rawValue.uuidString }.compactMap { tasks[$0]?.row }
+        // Foundation orders UUIDs byte by byte, as PostgreSQL does.
+        let finals = moved.sorted { $0.rawValue < $1.rawValue }.compactMap { tasks[$0]?.row }
         let cancellation = deadlinesCancelled(finals.filter { $0.status == "completed" }.map(\.id))
         // One statement, sent with the `COMMIT`. A write that did not go as the batch read it
         // (another help came first through `TaskBook.help`, a helper who already helped) aborts
@@ -221,7 +223,7 @@ extension TaskBook {
                             \(helpRows.map(\.helper.id.rawValue))::text[], \(helpRows.map { Int64($0.step ?? 0) })::int8[], \(helpRows.map(\.cut))::int8[],
                             \(helpRows.map { $0.helper.newUser ? "true" : "false" })::text[],
                             \(helpRows.map { $0.helper.device ?? "" })::text[], \(helpRows.map { $0.helper.network ?? "" })::text[],
-                            \(helpRows.map { $0.helper.shareID?.rawValue.uuidString ?? "" })::text[],
+                            \(helpRows.map { $0.helper.shareID?.description ?? "" })::text[],
                             \(helpRows.map { $0.helper.referrer?.rawValue ?? "" })::text[])
                      AS h(id, task_id, helper_id, step, cut, new_user, device_id, network, share_id, referrer_id)
                 ON CONFLICT (task_id, helper_id) DO NOTHING

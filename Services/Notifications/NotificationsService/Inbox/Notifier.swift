@@ -61,7 +61,7 @@ enum Notifier {
                 SELECT i.user_id, i.cause_event_id, NULLIF(i.digest_key, '') AS digest_key, NULLIF(i.campaign_id, '')::uuid AS campaign_id,
                        i.category, i.n
                 FROM unnest(\(messages.map(\.user.rawValue))::text[], \(messages.map(\.cause.rawValue))::uuid[],
-                            \(messages.map { $0.digestKey ?? "" })::text[], \(messages.map { $0.campaign?.rawValue.uuidString ?? "" })::text[],
+                            \(messages.map { $0.digestKey ?? "" })::text[], \(messages.map { $0.campaign?.description ?? "" })::text[],
                             \(messages.map(\.category))::text[])
                      WITH ORDINALITY AS i(user_id, cause_event_id, digest_key, campaign_id, category, n)),
             fresh AS (
