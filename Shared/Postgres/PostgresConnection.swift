@@ -301,12 +301,21 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         var failure: (any Error)?
         var statementRows: [PostgresRows?] = Array(repeating: nil, count: statements.count)
-        /// `BEGIN`, `SET`, `RESET`: only a failure matters.
-        func utilityResult(_ utility: String) async throws {
+        /// `BEGIN`, `SET`, `RESET`, `COMMIT`: no rows, only a failure matters. The command tag when
+        /// the command ran (`""` when it failed), `nil` when it came back aborted.
+        @discardableResult
+        func utilityResult(_ utility: String) async throws -> String? {
             let result = try await commandResult(utility)
-            let status = PQresultStatus(result)
-            if status == PGRES_COMMAND_OK || status == PGRES_PIPELINE_ABORTED { PQclear(result) } else {
+            switch PQresultStatus(result) {
+            case PGRES_PIPELINE_ABORTED:
+                PQclear(result)
+                return nil
+            case PGRES_COMMAND_OK:
+                defer { PQclear(result) }
+                return String(cString: PQcmdStatus(result))
+            default:
                 do { _ = try rows(from: result, handle: handle, sql: utility) } catch { failure = failure ?? error }
+                return ""
             }
         }
         do {
@@ -337,20 +346,12 @@ public final class PostgresConnection: @unchecked Sendable {
                 }
                 for reset in statement.planModes.reset { try await utilityResult(reset) }
             }
-            if committing {
-                // Skipped after a failure (the transaction stays open, aborted, for the caller's
-                // ROLLBACK); otherwise the transaction is over, committed or not.
-                let result = try await commandResult("COMMIT")
-                if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
-                    PQclear(result)
-                } else {
-                    transaction.withLock { $0.ended = true }
-                    do {
-                        if try rows(from: result, handle: handle, sql: "COMMIT").commandTag == "ROLLBACK" { throw PostgresError.rolledBackAtCommit }
-                    } catch {
-                        failure = failure ?? error
-                    }
-                }
+            // Skipped after a failure (the transaction stays open, aborted, for the caller's
+            // ROLLBACK); otherwise the transaction is over, committed or not. A transaction
+            // already aborted before this round trip answers `COMMIT` with `ROLLBACK`.
+            if committing, let tag = try await utilityResult("COMMIT") {
+                transaction.withLock { $0.ended = true }
+                if tag == "ROLLBACK" { failure = failure ?? PostgresError.rolledBackAtCommit }
             }
             guard let sync = try await nextResult(handle, sql: firstSQL), PQresultStatus(sync) == PGRES_PIPELINE_SYNC else {
                 throw connectionFailure(handle, sql: firstSQL)

@@ -34,7 +34,7 @@ public struct IdempotentHandler: Sendable {
                 throw Problem(.badRequest, kind: "idempotency-key-required", title: "An Idempotency-Key header is required")
             }
             let output = try await pool.withTransaction { connection in try await body(bytes, connection) }
-            return try Self.jsonResponse(status: status, body: try EventCoding.encode(output), replayed: false)
+            return try .json(status, output)
         }
         guard key.count <= 255 else { throw Problem.invalidField("Idempotency-Key", "at most 255 characters") }
         var hasher = SHA256()
@@ -58,8 +58,9 @@ public struct IdempotentHandler: Sendable {
                         title: "This Idempotency-Key was used for a different request")
                 }
                 let code = try stored.decode("status", as: Int.self)
-                return try Self.jsonResponse(
-                    status: HTTPResponse.Status(code: code), body: Array(try stored.decode("body", as: String.self).utf8), replayed: true)
+                return .json(
+                    HTTPResponse.Status(code: code), encoded: Array(try stored.decode("body", as: String.self).utf8),
+                    headers: [HTTPField.Name("Idempotent-Replayed")!: "true"])
             }
             let encoded = try EventCoding.encode(try await body(bytes, connection))
             try await connection.query(
@@ -67,53 +68,7 @@ public struct IdempotentHandler: Sendable {
                 UPDATE idempotency_keys SET status = \(status.code), body = \(String(decoding: encoded, as: UTF8.self))
                 WHERE scope = \(scope) AND key = \(key)
                 """)
-            return try Self.jsonResponse(status: status, body: encoded, replayed: false)
+            return .json(status, encoded: encoded)
         }
-    }
-
-    static func jsonResponse(status: HTTPResponse.Status, body: [UInt8], replayed: Bool) throws -> Response {
-        var headers: HTTPFields = [.contentType: "application/json"]
-        if replayed { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
-    }
-}
-
-extension JSONEncoder {
-    /// How Fission's HTTP APIs write JSON (the same timestamps as events). The services write it
-    /// with `EventCoding.encode` (same bytes, faster); this is for clients and tests.
-    public static var fission: JSONEncoder { EventCoding.encoder() }
-}
-
-/// Route results written as `EventCoding.encode` writes them (what `JSONEncoder.fission` would
-/// write, faster).
-public struct FissionResponseEncoder: ResponseEncoder {
-    public init() {}
-
-    public func encode(_ value: some Encodable, from request: Request, context: some RequestContext) throws -> Response {
-        let body = try EventCoding.encode(value)
-        return Response(
-            status: .ok, headers: [.contentType: "application/json; charset=utf-8", .contentLength: String(body.count)],
-            body: .init(byteBuffer: ByteBuffer(bytes: body)))
-    }
-}
-
-extension JSONDecoder {
-    public static var fission: JSONDecoder { EventCoding.decoder() }
-}
-
-/// Decodes a JSON body; malformed JSON or a missing/mistyped field is a 400 naming the field.
-public func decodeBody<T: Decodable>(_ type: T.Type, from bytes: ByteBuffer) throws -> T {
-    do {
-        return try JSONDecoder.fission.decode(T.self, from: Data(bytes.readableBytesView))
-    } catch let DecodingError.keyNotFound(key, context) {
-        throw Problem.invalidField((context.codingPath + [key]).map(\.stringValue).joined(separator: "."), "is required")
-    } catch let DecodingError.typeMismatch(_, context) {
-        throw Problem.invalidField(context.codingPath.map(\.stringValue).joined(separator: "."), "has the wrong type")
-    } catch let DecodingError.valueNotFound(_, context) {
-        throw Problem.invalidField(context.codingPath.map(\.stringValue).joined(separator: "."), "must not be null")
-    } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
-        throw Problem.invalidField(context.codingPath.map(\.stringValue).joined(separator: "."), context.debugDescription)
-    } catch {
-        throw Problem.badRequest("the body is not valid JSON")
     }
 }

@@ -54,10 +54,7 @@ public enum ServiceApplication {
             async let broker = runtime.producer.isBrokerReachable()
             let checks = ["database": await database ? "up" : "down", "broker": await broker ? "up" : "down"]
             let ready = !checks.values.contains("down")
-            let body = try EventCoding.encode(HealthReport(status: ready ? "ready" : "not-ready", checks: checks))
-            return Response(
-                status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(bytes: body)))
+            return try .json(ready ? .ok : .serviceUnavailable, HealthReport(status: ready ? "ready" : "not-ready", checks: checks))
         }
         router.get("/metrics") { _, _ -> Response in
             Response(

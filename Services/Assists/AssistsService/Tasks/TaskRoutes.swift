@@ -78,9 +78,9 @@ struct TaskRoutes {
         let outcome = try await helps.help(help, correlation: context.requestID)
         switch outcome {
         case .counted(let state, let cut):
-            return try Self.json(.ok, HelpResult(outcome: "counted", cut: cut, task: state))
+            return try .json(.ok, HelpResult(outcome: "counted", cut: cut, task: state))
         case .held(let state):
-            return try Self.json(.accepted, HelpResult(outcome: "held", cut: nil, task: state))
+            return try .json(.accepted, HelpResult(outcome: "held", cut: nil, task: state))
         }
     }
 
@@ -113,11 +113,5 @@ struct TaskRoutes {
         let octets = address.split(separator: ".")
         if octets.count == 4 { return octets.prefix(3).joined(separator: ".") + ".0/24" }
         return address.isEmpty ? nil : String(address.prefix(64))
-    }
-
-    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
-        Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try EventCoding.encode(value))))
     }
 }
