@@ -40,6 +40,11 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
 
     public static let closed = KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "the client is closed", isRetriable: false)
 
+    /// A record whose report its sender stopped waiting for (`KafkaDeliveries.outcomes`): not
+    /// known to be delivered, so to be sent again.
+    public static let notAwaited = KafkaError(
+        code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, message: "the sender stopped waiting for the delivery report", isRetriable: true)
+
     /// Conditions that pass: a broker down or slow, leadership moving, a full local queue, a
     /// message purged or timed out before delivery (it can be sent again).
     static let retriableCodes: Set<Int32> = [

@@ -9,7 +9,8 @@ public struct KafkaProducerConfiguration: Sendable {
     /// How long librdkafka waits to fill a batch: latency traded for throughput.
     public var lingerMilliseconds: Int = 5
     public var batchMaxMessages: Int = 10_000
-    /// A message not acknowledged within this time fails with a retriable `_MSG_TIMED_OUT`.
+    /// A message not acknowledged within this time fails with a retriable `_MSG_TIMED_OUT`;
+    /// 0: never (librdkafka retries until the broker takes it, in order).
     public var messageTimeoutMilliseconds: Int = 30_000
     /// Local queue bound; `send` waits (backpressure) while it is full.
     public var queueMaxMessages: Int = 100_000
@@ -87,20 +88,30 @@ final class ProducerCallbackContext: RDKafkaCallbackContext, @unchecked Sendable
         /// Kept for their topics: the reports name them, and the callback need not copy a topic
         /// name out of C for every record.
         let messages: [KafkaOutgoingMessage]
-        private let state: Mutex<(remaining: Int, stored: [Stored?], continuation: CheckedContinuation<[Outcome], Never>?)>
+        private let state: Mutex<(remaining: Int, stored: [Stored?], continuation: CheckedContinuation<[Outcome], Never>?, abandoned: Bool)>
 
         init(_ messages: [KafkaOutgoingMessage]) {
             self.messages = messages
-            state = Mutex((messages.count, Array(repeating: nil, count: messages.count), nil))
+            state = Mutex((messages.count, Array(repeating: nil, count: messages.count), nil, false))
         }
 
         func arm(_ continuation: CheckedContinuation<[Outcome], Never>) {
             let finished = state.withLock { state -> [Stored?]? in
-                if state.remaining == 0 { return state.stored }
+                if state.remaining == 0 || state.abandoned { return state.stored }
                 state.continuation = continuation
                 return nil
             }
             if let finished { continuation.resume(returning: outcomes(finished)) }
+        }
+
+        /// The sender stops waiting: resumed now with what was reported, the rest `notAwaited`.
+        func abandon() {
+            let waiting = state.withLock { state -> (CheckedContinuation<[Outcome], Never>, [Stored?])? in
+                state.abandoned = true
+                defer { state.continuation = nil }
+                return state.continuation.map { ($0, state.stored) }
+            }
+            if let (continuation, stored) = waiting { continuation.resume(returning: outcomes(stored)) }
         }
 
         /// Records one record's outcome (the first one only); true when it was the batch's last.
@@ -119,7 +130,7 @@ final class ProducerCallbackContext: RDKafkaCallbackContext, @unchecked Sendable
 
         private func outcomes(_ stored: [Stored?]) -> [Outcome] {
             zip(messages, stored).map { message, stored in
-                stored!.map { KafkaDeliveryReport(topic: message.topic, partition: $0.partition, offset: $0.offset) }
+                (stored ?? .failure(.notAwaited)).map { KafkaDeliveryReport(topic: message.topic, partition: $0.partition, offset: $0.offset) }
             }
         }
     }
@@ -337,8 +348,20 @@ public struct KafkaDeliveries: Sendable {
     let batch: ProducerCallbackContext.BatchWaiter?
 
     /// One outcome per record, in the order they were handed over. Await it once.
-    public func outcomes() async -> [Result<KafkaDeliveryReport, KafkaError>] {
+    ///
+    /// A producer that never times records out (`messageTimeoutMilliseconds = 0`) reports nothing
+    /// while the broker is down, so a cancelled task stops waiting: it gets the reports that
+    /// arrive within `cancellationGrace` (a service stopping normally loses none), the records
+    /// still unreported then failing with `KafkaError.notAwaited` (they may yet be delivered).
+    public func outcomes(cancellationGrace: Duration = .seconds(3)) async -> [Result<KafkaDeliveryReport, KafkaError>] {
         guard let batch else { return [] }
-        return await withCheckedContinuation { batch.arm($0) }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { batch.arm($0) }
+        } onCancel: {
+            Task {
+                try? await Task.sleep(for: cancellationGrace)
+                batch.abandon()
+            }
+        }
     }
 }

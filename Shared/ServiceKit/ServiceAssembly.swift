@@ -44,6 +44,11 @@ extension ServiceApplication {
         _ = try await Migrator(migrations: definition.migrations, logger: logger).migrate(pool)
         var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: settings.kafkaBrokers)
         producerConfiguration.clientID = definition.name
+        // Never time a record out: librdkafka retries it until the broker takes it, in order. With
+        // a timeout, a broker back just after one batch timed out could take the next, and the
+        // relay, sending the first again, would put an aggregate's events out of order. Stopping
+        // does not wait on a broker that is down (`KafkaDeliveries.outcomes`).
+        producerConfiguration.messageTimeoutMilliseconds = 0
         let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         let metrics = ServiceMetrics()
         let runtime = ServiceRuntime(

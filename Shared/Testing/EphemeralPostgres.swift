@@ -82,8 +82,11 @@ public struct EphemeralPostgres: Sendable {
             }
             let server = EphemeralPostgres(
                 directory: directory, port: port,
+                // A throwaway cluster serves tests and the local stack on busy machines, where a
+                // backend can take longer than a service's 4 s just to fork and authenticate.
                 adminConfiguration: PostgresConfiguration(
-                    host: "127.0.0.1", port: port, user: superuser, password: superuserPassword, database: "postgres"),
+                    host: "127.0.0.1", port: port, user: superuser, password: superuserPassword, database: "postgres",
+                    connectTimeoutSeconds: 30),
                 binDirectory: binDirectory, runsAsPostgresUser: asPostgres)
             try server.startWatchdog(ownerPID: getpid())
             logger.info("started ephemeral PostgreSQL", metadata: ["port": "\(port)", "directory": "\(directory.path)"])

@@ -63,6 +63,35 @@ struct BrokerTests {
         await producer.shutdown(deadline: .milliseconds(100))
     }
 
+    /// A producer that never times records out: a cancelled sender still gets the reports that
+    /// come within the grace (a normal stop loses none), and stops waiting on a broker that is down.
+    @Test func aCancelledSenderGetsTheReportsOfTheGraceAndThenStopsWaiting() async throws {
+        let broker = try privateBroker()
+        try broker.createTopic("patient", partitions: 1)
+        var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
+        configuration.messageTimeoutMilliseconds = 0
+        let producer = try KafkaProducer(configuration: configuration)
+        try await producer.send(KafkaOutgoingMessage(topic: "patient", key: "warm-up", value: Array("0".utf8)))
+
+        // Broker up: cancelled at once, the reports still arrive within the grace.
+        let quick = Task { await producer.enqueue(messages(topic: "patient", count: 20, keys: 2)).outcomes(cancellationGrace: .seconds(30)) }
+        quick.cancel()
+        let delivered = await quick.value
+        #expect(delivered.count == 20 && delivered.allSatisfy { if case .success = $0 { true } else { false } }, "\(delivered)")
+
+        // Broker down: nothing is reported, and the cancelled sender stops waiting after the grace.
+        broker.setDown(true)
+        defer { broker.setDown(false) }
+        let deliveries = await producer.enqueue(messages(topic: "patient", count: 5, keys: 1))
+        let waiting = Task { await deliveries.outcomes(cancellationGrace: .milliseconds(500)) }
+        try await Task.sleep(for: .seconds(2))
+        waiting.cancel()
+        let abandoned = await waiting.value
+        #expect(abandoned.count == 5)
+        #expect(abandoned.allSatisfy { if case .failure(let error) = $0 { error == .notAwaited && error.isRetriable } else { false } }, "\(abandoned)")
+        await producer.shutdown(deadline: .milliseconds(100))
+    }
+
     @Test func shutdownWithMessagesInFlightReportsEachAsFailed() async throws {
         let broker = try privateBroker()
         try broker.createTopic("stuck", partitions: 1)

@@ -109,7 +109,9 @@ struct ConnectionFailureTests {
         } catch let error as PostgresError {
             #expect(error.code == code, "\(error)")
         }
-        #expect(clock.now - started < .seconds(5))
+        // Fast: refused at once, not after the test configuration's 30 s connect timeout (a
+        // busy machine has taken 7 s to refuse).
+        #expect(clock.now - started < .seconds(20))
     }
 
     @Test func wrongPasswordFailsFastSayingSo() async throws {

@@ -112,6 +112,72 @@ struct OutboxTests {
         }
     }
 
+    /// As the services run it (records never time out): during an outage the rows wait, in
+    /// flight and unmarked; once the broker is back every event arrives once, in order.
+    @Test func anOutageDelaysButNeverReordersOrRepeats() async throws {
+        let broker = try KafkaLocalBroker()
+        try broker.createTopic(Topics.campaign.name, partitions: 4)
+        try await withKitDatabase { pool in
+            var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
+            configuration.messageTimeoutMilliseconds = 0
+            let producer = try KafkaProducer(configuration: configuration)
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer)
+            let relaying = Task { try await relay.run() }
+            let campaign = CampaignID()
+            try await pool.withTransaction { try await Outbox.append(stockReserved(campaign: campaign, sequence: 0), on: $0) }
+            #expect(try await eventually {
+                try await pool.query("SELECT count(*) AS c FROM outbox WHERE published_at IS NULL").single().decode("c", as: Int.self) == 0
+            })
+
+            broker.setDown(true)
+            for sequence in 1...200 {
+                try await pool.withTransaction { try await Outbox.append(stockReserved(campaign: campaign, sequence: sequence), on: $0) }
+            }
+            try await Task.sleep(for: .seconds(4))
+            let waiting = try await pool.query("SELECT count(*) AS c FROM outbox WHERE published_at IS NULL").single()
+            #expect(try waiting.decode("c", as: Int.self) == 200)
+            broker.setDown(false)
+
+            let recorder = TopicRecorder()
+            try await recorder.start(bootstrap: broker.bootstrapServers, topic: Topics.campaign.name)
+            #expect(await eventually(timeout: .seconds(90)) { await recorder.events(StockReserved.self).count >= 201 })
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(await recorder.events(StockReserved.self).map(\.data.stockLeft) == Array(0...200))
+            await recorder.stop()
+            relaying.cancel()
+            _ = await relaying.result
+            await producer.shutdown()
+        }
+    }
+
+    /// A relay stopped during an outage does not wait for the broker: the rows it had sent stay
+    /// unpublished, for the next relay to send.
+    @Test func aRelayStopsDuringAnOutageAndLeavesItsRowsToTheNext() async throws {
+        let broker = try KafkaLocalBroker()
+        try broker.createTopic(Topics.campaign.name, partitions: 4)
+        try await withKitDatabase { pool in
+            var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
+            configuration.messageTimeoutMilliseconds = 0
+            let producer = try KafkaProducer(configuration: configuration)
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer)
+            let relaying = Task { try await relay.run() }
+            #expect(await eventually { relay.isLeader })
+            broker.setDown(true)
+            defer { broker.setDown(false) }
+            let campaign = CampaignID()
+            for sequence in 1...10 {
+                try await pool.withTransaction { try await Outbox.append(stockReserved(campaign: campaign, sequence: sequence), on: $0) }
+            }
+            try await Task.sleep(for: .seconds(1))
+            // Without the grace on a cancelled wait, this would wait for the broker forever.
+            relaying.cancel()
+            _ = await relaying.result
+            let waiting = try await pool.query("SELECT count(*) AS c FROM outbox WHERE published_at IS NULL").single()
+            #expect(try waiting.decode("c", as: Int.self) == 10)
+            await producer.shutdown(deadline: .milliseconds(100))
+        }
+    }
+
     /// A relay of the previous release marked rows published in place; during a rolling deploy
     /// the new relay must not send those again, and the purge clears them and the archive alike.
     @Test func rowsMarkedPublishedInPlaceAreNotSentAgainAndOldRowsArePurgedFromBothTables() async throws {

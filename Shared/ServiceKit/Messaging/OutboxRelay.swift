@@ -12,8 +12,10 @@ import Synchronization
 ///   the others wait on standby. Every read and mark goes through the lock's own connection, so a
 ///   relay whose connection (and with it the lock) is gone cannot go on publishing.
 /// - Wakes on `NOTIFY fission_outbox` (sent by `Outbox.append` at commit) and on a timer.
-/// - A row is marked published only after its delivery report; while the broker is down, sends
-///   fail and the relay backs off, then publishes everything once it is back.
+/// - A row is marked published only after its delivery report. While the broker is down the
+///   services' producer holds the records (it never times them out) and delivers them in order
+///   once it is back; a send that fails all the same makes the relay back off and start again
+///   from the lowest unpublished row.
 /// - Published rows move to `outbox_published` and are purged after the retention period.
 ///
 /// The rows are read as "unpublished, by id" (never "id above the last one seen"), so a row
@@ -153,6 +155,8 @@ public final class OutboxRelay: Service, Sendable {
             }
             let batch = inFlight.removeFirst()
             if let failure = try await mark(batch, on: connection) {
+                // Stopping while the broker is down: the rest is marked below, as far as reported.
+                if Task.isCancelled { break }
                 logger.warning(
                     "outbox rows not delivered; backing off",
                     metadata: ["error": "\(failure)", "backoff": "\(backoff)"])
@@ -171,7 +175,8 @@ public final class OutboxRelay: Service, Sendable {
                 }
             }
         }
-        // Stopping: what was sent is marked, so the next relay does not send it again.
+        // Stopping: what was sent and reported is marked, so the next relay does not send it again
+        // (what the broker has not acknowledged within the grace of `outcomes` is sent again).
         for batch in inFlight { _ = try await mark(batch, on: connection) }
     }
 
