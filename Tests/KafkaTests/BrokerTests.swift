@@ -10,14 +10,22 @@ struct BrokerTests {
         try KafkaLocalBroker()
     }
 
+    /// A producer with this message timeout that has delivered one warm-up record to `topic`.
+    func warmProducer(_ broker: KafkaLocalBroker, topic: String, messageTimeoutMilliseconds: Int,
+                      properties: [String: String] = [:]) async throws -> KafkaProducer {
+        var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
+        configuration.messageTimeoutMilliseconds = messageTimeoutMilliseconds
+        configuration.properties = properties
+        let producer = try KafkaProducer(configuration: configuration)
+        try await producer.send(KafkaOutgoingMessage(topic: topic, key: "warm-up", value: Array("0".utf8)))
+        return producer
+    }
+
     @Test func sendsWaitWhileTheBrokerIsDownAndAreDeliveredWhenItReturns() async throws {
         let broker = try privateBroker()
         try broker.createTopic("outage", partitions: 2)
-        var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
-        configuration.messageTimeoutMilliseconds = 60_000
-        configuration.properties = ["reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "1000"]
-        let producer = try KafkaProducer(configuration: configuration)
-        try await producer.send(KafkaOutgoingMessage(topic: "outage", key: "warm-up", value: Array("0".utf8)))
+        let producer = try await warmProducer(
+            broker, topic: "outage", messageTimeoutMilliseconds: 60_000, properties: ["reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "1000"])
 
         broker.setDown(true)
         let sending = Task { await producer.send(messages(topic: "outage", count: 20, keys: 4)) }
@@ -47,10 +55,7 @@ struct BrokerTests {
     @Test func sendsFailWithARetriableErrorWhenTheOutageOutlastsTheMessageTimeout() async throws {
         let broker = try privateBroker()
         try broker.createTopic("outage", partitions: 1)
-        var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
-        configuration.messageTimeoutMilliseconds = 1_500
-        let producer = try KafkaProducer(configuration: configuration)
-        try await producer.send(KafkaOutgoingMessage(topic: "outage", key: "warm-up", value: Array("0".utf8)))
+        let producer = try await warmProducer(broker, topic: "outage", messageTimeoutMilliseconds: 1_500)
         broker.setDown(true)
         defer { broker.setDown(false) }
         do {
@@ -68,10 +73,7 @@ struct BrokerTests {
     @Test func aCancelledSenderGetsTheReportsOfTheGraceAndThenStopsWaiting() async throws {
         let broker = try privateBroker()
         try broker.createTopic("patient", partitions: 1)
-        var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
-        configuration.messageTimeoutMilliseconds = 0
-        let producer = try KafkaProducer(configuration: configuration)
-        try await producer.send(KafkaOutgoingMessage(topic: "patient", key: "warm-up", value: Array("0".utf8)))
+        let producer = try await warmProducer(broker, topic: "patient", messageTimeoutMilliseconds: 0)
 
         // Broker up: cancelled at once, the reports still arrive within the grace.
         let quick = Task { await producer.enqueue(messages(topic: "patient", count: 20, keys: 2)).outcomes(cancellationGrace: .seconds(30)) }
@@ -95,10 +97,7 @@ struct BrokerTests {
     @Test func shutdownWithMessagesInFlightReportsEachAsFailed() async throws {
         let broker = try privateBroker()
         try broker.createTopic("stuck", partitions: 1)
-        var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
-        configuration.messageTimeoutMilliseconds = 120_000
-        let producer = try KafkaProducer(configuration: configuration)
-        try await producer.send(KafkaOutgoingMessage(topic: "stuck", key: "warm-up", value: Array("0".utf8)))
+        let producer = try await warmProducer(broker, topic: "stuck", messageTimeoutMilliseconds: 120_000)
         broker.setDown(true)
         defer { broker.setDown(false) }
         let sending = Task { await producer.send(messages(topic: "stuck", count: 50, keys: 5)) }
