@@ -177,15 +177,26 @@ public final class OutboxRelay: Service, Sendable {
         }
         // Stopping: what was sent and reported is marked, so the next relay does not send it again
         // (what the broker has not acknowledged within the grace of `outcomes` is sent again).
-        for batch in inFlight { _ = try await mark(batch, on: connection) }
+        // The batches' reports are awaited together: a broker that is down costs one grace.
+        let reports = await withTaskGroup(of: (Int, [Result<KafkaDeliveryReport, KafkaError>]).self) { group in
+            for (index, batch) in inFlight.enumerated() { group.addTask { (index, await batch.deliveries.outcomes()) } }
+            var reports = Array(repeating: [Result<KafkaDeliveryReport, KafkaError>](), count: inFlight.count)
+            for await (index, outcomes) in group { reports[index] = outcomes }
+            return reports
+        }
+        for (batch, outcomes) in zip(inFlight, reports) { _ = try await mark(batch.ids, outcomes, on: connection) }
     }
 
     /// Awaits a batch's delivery reports and marks the delivered rows; returns the first failure.
     private func mark(_ batch: (ids: [Int64], deliveries: KafkaDeliveries), on connection: PostgresConnection) async throws -> KafkaError? {
-        let outcomes = await batch.deliveries.outcomes()
+        try await mark(batch.ids, await batch.deliveries.outcomes(), on: connection)
+    }
+
+    /// Marks the rows whose records were delivered; returns the first failure.
+    private func mark(_ ids: [Int64], _ outcomes: [Result<KafkaDeliveryReport, KafkaError>], on connection: PostgresConnection) async throws -> KafkaError? {
         var delivered: [Int64] = []
         var failure: KafkaError?
-        for (id, outcome) in zip(batch.ids, outcomes) {
+        for (id, outcome) in zip(ids, outcomes) {
             switch outcome {
             case .success: delivered.append(id)
             case .failure(let error): failure = failure ?? error
