@@ -234,6 +234,17 @@ struct EventJSONTests {
         #expect(try EventJSONEncoder.encode(Optional<Int>.none) == Array(EventCoding.encoder().encode(Optional<Int>.none)))
     }
 
+    /// Escapes at the start, at the end, side by side and alone, around runs copied whole.
+    @Test func stringsAreEscapedAsFoundationEscapesThem() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        for text in ["", "plain", "\"", "\"start", "end\\", "a\n\tb", "\u{1}\u{1f}\u{7f}", "é😀/\"\\\"", "x\u{0}y", String(repeating: "ab\"", count: 50)] {
+            var ours: [UInt8] = []
+            JSONStringText.write(text, to: &ours)
+            #expect(String(decoding: ours, as: UTF8.self) == String(decoding: try encoder.encode(text), as: UTF8.self))
+        }
+    }
+
     @Test func refusesNumbersJSONCannotHold() {
         #expect(throws: EncodingError.self) { try EventJSONEncoder.encode([Double.nan]) }
         #expect(throws: EncodingError.self) { try EventJSONEncoder.encode(["x": Double.infinity]) }
