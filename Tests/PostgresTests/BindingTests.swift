@@ -91,6 +91,20 @@ struct BindingTests {
         }
     }
 
+    /// PostgreSQL text cannot hold NUL: a bound string with one, wherever it is, is refused
+    /// before anything is sent, and the connection goes on working.
+    @Test func stringsHoldingNULAreRefusedAndChangeNothing() async throws {
+        try await withTestPool { pool in
+            try await pool.query("CREATE TABLE notes (body text)")
+            for text in ["\u{0}", "\u{0}start", "mid\u{0}dle", "end\u{0}", String(repeating: "x", count: 5_000) + "\u{0}"] {
+                await #expect(throws: PostgresError.self) { try await pool.query("INSERT INTO notes VALUES (\(text))") }
+            }
+            #expect(try await pool.query("SELECT count(*) AS n FROM notes").single().decode("n", as: Int.self) == 0)
+            try await pool.query("INSERT INTO notes VALUES (\("fine"))")
+            #expect(try await pool.query("SELECT body FROM notes").single().decode("body", as: String.self) == "fine")
+        }
+    }
+
     @Test func hostileStringsRoundTripUnchangedAsAnArray() async throws {
         try await withTestPool { pool in
             let rows = try await pool.query(
