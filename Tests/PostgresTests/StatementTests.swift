@@ -175,9 +175,9 @@ struct StatementTests {
             try await pool.query("CREATE TABLE stock (sku text PRIMARY KEY, left_count int8 NOT NULL)")
             try await pool.query("INSERT INTO stock VALUES ('tea', 10), ('cup', 3)")
             /// The session's plan choice and whether it may scan tables whole.
+            let modeQuery: PostgresQuery = "SELECT current_setting('plan_cache_mode') || ',' || current_setting('enable_seqscan') AS mode"
             func mode() async throws -> String {
-                try await pool.query("SELECT current_setting('plan_cache_mode') || ',' || current_setting('enable_seqscan') AS mode")
-                    .single().decode("mode")
+                try await pool.query(modeQuery).single().decode("mode")
             }
             let counted: PostgresQuery = "SELECT sum(left_count)::int8 AS n FROM stock WHERE sku = ANY(\(["tea", "cup"]))"
             for _ in 0..<3 {
@@ -202,8 +202,7 @@ struct StatementTests {
             #expect(try await pool.query("SELECT count(*)::int8 AS n FROM stock").single().decode("n", as: Int.self) == 2)
             let (inTransaction, modeInTransaction) = try await pool.withTransaction { connection in
                 (try await connection.query(counted.plannedOnce()).single().decode("n", as: Int.self),
-                 try await connection.query("SELECT current_setting('plan_cache_mode') || ',' || current_setting('enable_seqscan') AS mode")
-                    .single().decode("mode", as: String.self))
+                 try await connection.query(modeQuery).single().decode("mode", as: String.self))
             }
             #expect(inTransaction == 13)
             #expect(modeInTransaction == "auto,on")
