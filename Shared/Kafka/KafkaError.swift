@@ -45,6 +45,21 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
     public static let notAwaited = KafkaError(
         code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, message: "the sender stopped waiting for the delivery report", isRetriable: true)
 
+    /// A record its sender was cancelled before handing over (`KafkaProducer.enqueue` facing a full
+    /// local queue): never sent, so to be sent again.
+    public static let notHandedOver = KafkaError(
+        code: RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue, message: "the sender was cancelled while the local queue was full", isRetriable: true)
+
+    /// The broker or the client refuses the record itself (too large, malformed): sending it again
+    /// cannot succeed, while other records still can. Not an authorization or topic error, which
+    /// concern every record and which an operator may mend.
+    public var rejectsRecord: Bool { Self.recordRejectionCodes.contains(code) }
+
+    static let recordRejectionCodes: Set<Int32> = [
+        RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE, RD_KAFKA_RESP_ERR_INVALID_MSG,
+        RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR__BAD_MSG,
+    ].reduce(into: Set<Int32>()) { $0.insert($1.rawValue) }
+
     /// Conditions that pass: a broker down or slow, leadership moving, a full local queue, a
     /// message purged or timed out before delivery (it can be sent again).
     static let retriableCodes: Set<Int32> = [

@@ -211,7 +211,8 @@ public final class KafkaProducer: Service, Sendable {
         await enqueue(messages).outcomes()
     }
 
-    /// Hands records to librdkafka now (waiting only while its local queue is full) and returns
+    /// Hands records to librdkafka now (waiting only while its local queue is full, and not at all
+    /// once the task is cancelled: those records fail with `KafkaError.notHandedOver`) and returns
     /// their acknowledgements to await later. Records handed over by successive calls from one
     /// task keep that order on each partition, which awaiting `send` from separate tasks would
     /// not promise: keep several batches in flight this way.
@@ -222,8 +223,16 @@ public final class KafkaProducer: Service, Sendable {
         var next = 0
         while next < messages.count {
             next = messages.withUnsafeBufferPointer { produce($0, from: next, firstTag: firstTag) }
-            // librdkafka's local queue is full: give the broker time to drain it.
-            if next < messages.count { try? await Task.sleep(for: .milliseconds(2)) }
+            guard next < messages.count else { break }
+            // librdkafka's local queue is full. A cancelled sender stops here (its sleep would
+            // return at once, and with records that never time out the queue stays full for as
+            // long as the broker is down): the records not handed over fail, never sent.
+            if Task.isCancelled {
+                for index in next..<messages.count { context.complete(firstTag + index, .failure(.notHandedOver)) }
+                break
+            }
+            // Give the broker time to drain it.
+            try? await Task.sleep(for: .milliseconds(2))
         }
         return KafkaDeliveries(batch: batch)
     }

@@ -94,6 +94,32 @@ struct BrokerTests {
         await producer.shutdown(deadline: .milliseconds(100))
     }
 
+    /// The broker down and the local queue full: a sender cancelled while it waits to hand records
+    /// over stops waiting (it used to spin until the queue drained), the records it could not hand
+    /// over fail as never sent, and those in the queue as not awaited.
+    @Test func aCancelledSenderFacingAFullQueueStopsHandingOver() async throws {
+        let broker = try privateBroker()
+        try broker.createTopic("crowded", partitions: 1)
+        let producer = try await warmProducer(
+            broker, topic: "crowded", messageTimeoutMilliseconds: 0, properties: ["queue.buffering.max.messages": "10"])
+        broker.setDown(true)
+        defer { broker.setDown(false) }
+        let sending = Task { await producer.enqueue(messages(topic: "crowded", count: 50, keys: 5)).outcomes(cancellationGrace: .milliseconds(200)) }
+        try await Task.sleep(for: .milliseconds(500))
+        sending.cancel()
+        let outcomes = await sending.value
+        #expect(outcomes.count == 50)
+        let failures: [KafkaError] = outcomes.compactMap { outcome in
+            guard case .failure(let error) = outcome else { return nil }
+            return error
+        }
+        #expect(failures.count == 50, "nothing can be delivered while the broker is down")
+        #expect(failures.allSatisfy { $0.isRetriable })
+        let neverSent = failures.filter { $0 == .notHandedOver }.count
+        #expect(neverSent >= 40 && failures.filter { $0 == .notAwaited }.count == 50 - neverSent, "\(failures)")
+        await producer.shutdown(deadline: .milliseconds(100))
+    }
+
     @Test func shutdownWithMessagesInFlightReportsEachAsFailed() async throws {
         let broker = try privateBroker()
         try broker.createTopic("stuck", partitions: 1)
