@@ -155,6 +155,76 @@ struct OutboxTests {
         }
     }
 
+    /// A record the producer refuses for its size would be refused on every pass: its row moves to
+    /// the dead letters with the reason, and the events after it, of its aggregate and others, go on.
+    @Test func aRecordRefusedForWhatItIsIsDeadLetteredAndTheRestGoOn() async throws {
+        let broker = try KafkaLocalBroker()
+        try broker.createTopic(Topics.campaign.name, partitions: 4)
+        try await withKitDatabase { pool in
+            let campaign = CampaignID()
+            var events = (0..<5).map { stockReserved(campaign: campaign, sequence: $0) }
+            events[2].data.userId = UserID(rawValue: String(repeating: "u", count: 5_000))
+            for event in events {
+                try await pool.withTransaction { try await Outbox.append(event, on: $0) }
+            }
+            var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
+            configuration.messageTimeoutMilliseconds = 0
+            configuration.properties = ["message.max.bytes": "3000"]
+            let producer = try KafkaProducer(configuration: configuration)
+            let metrics = ServiceMetrics()
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer, metrics: metrics)
+            let relaying = Task { try await relay.run() }
+            let recorder = TopicRecorder()
+            try await recorder.start(bootstrap: broker.bootstrapServers, topic: Topics.campaign.name)
+
+            #expect(await eventually { await recorder.events(StockReserved.self).count >= 4 })
+            #expect(try await eventually {
+                try await pool.query("SELECT count(*) AS c FROM outbox").single().decode("c", as: Int.self) == 0
+            }, "nothing left waiting")
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(await recorder.events(StockReserved.self).map(\.data.stockLeft) == [0, 1, 3, 4], "the rest in order, once")
+            let dead = try await pool.query("SELECT event_id, payload, error FROM outbox_dead_letters")
+            #expect(dead.count == 1)
+            #expect(try dead.first?.decode("event_id", as: UUID.self) == events[2].id.rawValue)
+            #expect(try dead.first?.decode("payload", as: String.self).contains(String(repeating: "u", count: 5_000)) == true, "kept whole")
+            #expect(try dead.first?.decode("error", as: String.self).contains("MSG_SIZE_TOO_LARGE") == true)
+            #expect(metrics.render().contains("outbox_dead_lettered_total 1"))
+            let published = try await pool.query("SELECT count(*) AS c FROM outbox_published").single().decode("c", as: Int.self)
+            #expect(published == 4)
+            relaying.cancel()
+            _ = await relaying.result
+            await producer.shutdown()
+
+            // The operator's view, then the cause mended (the default size limit) and the event requeued.
+            let command = try builtProduct("fission").path
+            let url = pool.configuration.url
+            let listed = try await ChildProcess.execute(command, ["outbox", "dead-letters", "--database-url", url], timeLimit: .seconds(60))
+            #expect(listed.status == 0 && listed.output.contains(events[2].id.description) && listed.output.contains("MSG_SIZE_TOO_LARGE"),
+                    "\(listed.output)\(listed.errors)")
+            let unknown = try await ChildProcess.execute(
+                command, ["outbox", "requeue", "--database-url", url, "--event-id", events[2].id.description, "--event-id", UUID().uuidString],
+                timeLimit: .seconds(60))
+            #expect(unknown.status != 0 && unknown.errors.split(separator: "\n").count == 1 && unknown.errors.hasPrefix("fission outbox requeue:"),
+                    "\(unknown.errors)")
+            #expect(try await OutboxDeadLetters.list(on: pool).count == 1, "an unknown id requeues nothing")
+            let requeued = try await ChildProcess.execute(
+                command, ["outbox", "requeue", "--database-url", url, "--event-id", events[2].id.description], timeLimit: .seconds(60))
+            #expect(requeued.status == 0 && requeued.output.hasPrefix("requeued 1 event"), "\(requeued.output)\(requeued.errors)")
+
+            let mended = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            let mendedRelay = OutboxRelay(service: "test", pool: pool, producer: mended)
+            let relayingAgain = Task { try await mendedRelay.run() }
+            #expect(await eventually { await recorder.events(StockReserved.self).count >= 5 })
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(await recorder.events(StockReserved.self).map(\.data.stockLeft) == [0, 1, 3, 4, 2], "requeued behind what was published")
+            #expect(try await OutboxDeadLetters.list(on: pool).isEmpty)
+            await recorder.stop()
+            relayingAgain.cancel()
+            _ = await relayingAgain.result
+            await mended.shutdown()
+        }
+    }
+
     /// A relay of the previous release marked rows published in place; during a rolling deploy
     /// the new relay must not send those again, and the purge clears them and the archive alike.
     @Test func rowsMarkedPublishedInPlaceAreNotSentAgainAndOldRowsArePurgedFromBothTables() async throws {

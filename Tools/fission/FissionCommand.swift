@@ -11,7 +11,7 @@ struct FissionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fission",
         abstract: "Operate a Fission deployment.",
-        subcommands: [Dev.self, Chaos.self, DeadLetters.self, Migrate.self, Token.self, CheckConfig.self]
+        subcommands: [Dev.self, Chaos.self, DeadLetters.self, OutboxCommand.self, Migrate.self, Token.self, CheckConfig.self]
     )
 }
 

@@ -17,6 +17,9 @@ import Synchronization
 ///   once it is back; a send that fails all the same makes the relay back off and start again
 ///   from the lowest unpublished row.
 /// - Published rows move to `outbox_published` and are purged after the retention period.
+/// - A record refused for what it is (too large, malformed: `KafkaError.rejectsRecord`) would
+///   be refused again on every pass and hold up every later row; its row moves to
+///   `outbox_dead_letters` with the reason, is logged and counted, and the relay goes on.
 ///
 /// The rows are read as "unpublished, by id" (never "id above the last one seen"), so a row
 /// whose transaction committed after a higher id is not skipped; it is published on the next pass.
@@ -192,16 +195,20 @@ public final class OutboxRelay: Service, Sendable {
         try await mark(batch.ids, await batch.deliveries.outcomes(), on: connection)
     }
 
-    /// Marks the rows whose records were delivered; returns the first failure.
+    /// Marks the rows whose records were delivered, dead-letters those whose records were
+    /// refused for what they are; returns the first other failure (one that may pass).
     private func mark(_ ids: [Int64], _ outcomes: [Result<KafkaDeliveryReport, KafkaError>], on connection: PostgresConnection) async throws -> KafkaError? {
         var delivered: [Int64] = []
+        var refused: [(id: Int64, error: KafkaError)] = []
         var failure: KafkaError?
         for (id, outcome) in zip(ids, outcomes) {
             switch outcome {
             case .success: delivered.append(id)
+            case .failure(let error) where error.rejectsRecord: refused.append((id, error))
             case .failure(let error): failure = failure ?? error
             }
         }
+        if !refused.isEmpty { try await deadLetter(refused, on: connection) }
         if !delivered.isEmpty {
             // Moved to the archive: the outbox holds only what waits (see the migration
             // `0000_kit_outbox_published` for why not an update).
@@ -214,6 +221,28 @@ public final class OutboxRelay: Service, Sendable {
             metrics?.countOutboxPublished(delivered.count)
         }
         return failure
+    }
+
+    private func deadLetter(_ refused: [(id: Int64, error: KafkaError)], on connection: PostgresConnection) async throws {
+        let ids = refused.map { $0.id }
+        let rows = try await connection.query(
+            """
+            WITH moved AS (DELETE FROM outbox WHERE id = ANY(\(ids)) RETURNING *)
+            INSERT INTO outbox_dead_letters (id, event_id, topic, key, event_type, payload, headers, created_at, error)
+            SELECT moved.id, event_id, topic, key, event_type, payload, headers, created_at, refused.error
+            FROM moved JOIN unnest(\(ids)::int8[], \(refused.map { $0.error.description })::text[]) AS refused (id, error)
+                ON refused.id = moved.id
+            RETURNING event_id, event_type, topic, error
+            """)
+        for row in rows {
+            let (eventID, eventType, topic, error) = try (
+                row.decode("event_id", as: UUID.self), row.decode("event_type", as: String.self),
+                row.decode("topic", as: String.self), row.decode("error", as: String.self))
+            logger.error(
+                "outbox event refused by the broker; moved to outbox_dead_letters and never published",
+                metadata: ["service": "\(service)", "event_id": "\(eventID.uuidString.lowercased())", "event_type": "\(eventType)", "topic": "\(topic)", "error": "\(error)"])
+        }
+        metrics?.countOutboxDeadLettered(rows.count)
     }
 
     /// `SKIP_LOCKED`: when autovacuum is at the table already, there is nothing to add.

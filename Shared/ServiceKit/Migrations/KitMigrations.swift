@@ -92,5 +92,24 @@ public enum KitMigrations {
                 UNION ALL
                 SELECT id, event_id, topic, key, event_type, payload, headers, created_at, published_at FROM outbox_published;
             """),
+        Migration(version: "0000_kit_outbox_dead_letters", sql: """
+            -- Events the producer or the broker refuses for what they are (too large, malformed).
+            -- Sending one again cannot succeed, and left in the outbox it would hold up every
+            -- later event of the service, so the relay moves it here with the reason and goes on:
+            -- its aggregate's later events are published, a gap and never a reordering. Kept until
+            -- an operator acts on them (not purged with the published rows).
+            CREATE TABLE outbox_dead_letters (
+                id int8 PRIMARY KEY,
+                event_id uuid NOT NULL,
+                topic text NOT NULL,
+                key text NOT NULL,
+                event_type text NOT NULL,
+                payload text NOT NULL,
+                headers jsonb NOT NULL,
+                created_at timestamptz NOT NULL,
+                error text NOT NULL,
+                dead_lettered_at timestamptz NOT NULL DEFAULT now()
+            );
+            """),
     ]
 }

@@ -26,6 +26,12 @@ public final class ServiceMetrics: Sendable {
         registry.makeCounter(descriptor: Self.metric("outbox_published_total"), labels: []).increment(by: Int64(count))
     }
 
+    /// Outbox events the producer or the broker refused for what they are (`outbox_dead_letters`):
+    /// each is an event its consumers never see, so alert on any.
+    public func countOutboxDeadLettered(_ count: Int) {
+        registry.makeCounter(descriptor: Self.metric("outbox_dead_lettered_total"), labels: []).increment(by: Int64(count))
+    }
+
     /// How far the consumer is behind the newest record of a partition it owns.
     public func setConsumerLag(group: String, topic: String, partition: Int32, lag: Int64) {
         registry.makeGauge(descriptor: Self.metric("consumer_lag"), labels: [("group", group), ("topic", topic), ("partition", String(partition))]
