@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Query parameters are passed to libpq as connection keywords (`sslmode`, `application_name`,
 /// `connect_timeout`, ...). `description` hides the password.
-public struct PostgresConfiguration: Sendable, CustomStringConvertible, Equatable {
+public struct PostgresConfiguration: Sendable, CustomStringConvertible, Hashable {
     public var host: String
     public var port: Int
     public var user: String

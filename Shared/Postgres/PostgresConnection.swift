@@ -25,10 +25,14 @@ public final class PostgresConnection: @unchecked Sendable {
     private var preparedStatementCount = 0
     /// The transaction `withTransaction` runs on this connection.
     private struct TransactionState {
+        /// Inside `withTransaction`.
+        var open = false
         /// A `BEGIN` not yet sent: it goes out with the transaction's first statement.
         var pendingBegin: String?
         /// The `COMMIT` went out with the transaction's last statements (`queryCommitting`).
         var ended = false
+        /// What runs once the transaction has committed (`afterCommit`).
+        var committed: [@Sendable () -> Void] = []
     }
     private let transaction = Mutex(TransactionState())
     public let configuration: PostgresConfiguration
@@ -225,7 +229,28 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Opens a transaction with `sql` (`BEGIN ...`) sent together with the next statement, so a
     /// transaction costs no round trip of its own for starting.
     func beginLazily(_ sql: String) {
-        transaction.withLock { $0 = TransactionState(pendingBegin: sql) }
+        transaction.withLock { $0 = TransactionState(open: true, pendingBegin: sql) }
+    }
+
+    /// Runs `action` once the transaction `withTransaction` runs on this connection has committed,
+    /// never if it rolls back; outside a transaction (the statements before it have committed
+    /// already), at once. For what others should learn only of committed changes, where a
+    /// `NOTIFY` in the transaction would cost too much (see `ChannelWakeups` in the service kit).
+    public func afterCommit(_ action: @escaping @Sendable () -> Void) {
+        let now = transaction.withLock { state -> Bool in
+            guard state.open else { return true }
+            state.committed.append(action)
+            return false
+        }
+        if now { action() }
+    }
+
+    /// The `afterCommit` actions of the transaction about to commit, taken off the connection.
+    func takeCommitActions() -> [@Sendable () -> Void] {
+        transaction.withLock { state in
+            defer { state.committed = [] }
+            return state.committed
+        }
     }
 
     /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`); `nil` when there is nothing to

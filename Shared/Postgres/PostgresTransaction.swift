@@ -13,8 +13,8 @@ extension PostgresError {
 }
 
 extension PostgresConnection {
-    /// Runs `body` in a transaction on this connection: commits when it returns, rolls back when it
-    /// throws (and rethrows). A transaction that the server aborted (a failed statement whose error
+    /// Runs `body` in a transaction on this connection: commits when it returns (then runs the
+    /// `afterCommit` actions), rolls back when it throws (and rethrows). A transaction that the server aborted (a failed statement whose error
     /// the body swallowed) is reported as an error, never as a silent rollback.
     public func withTransaction<T>(
         isolation: isolated (any Actor)? = #isolation,
@@ -29,7 +29,9 @@ extension PostgresConnection {
             if !isBroken { _ = try? await endTransaction("ROLLBACK") }
             throw error
         }
+        let committed = takeCommitActions()
         if try await endTransaction("COMMIT")?.commandTag == "ROLLBACK" { throw PostgresError.rolledBackAtCommit }
+        for action in committed { action() }
         return value
     }
 }

@@ -1,5 +1,6 @@
 import FissionTesting
 import Postgres
+import Synchronization
 import Testing
 
 @Suite("Transactions")
@@ -20,6 +21,55 @@ struct TransactionTests {
             let rows = try await pool.query("SELECT sku, left_count FROM stock ORDER BY sku")
             #expect(rows.count == 1)
             #expect(try rows.single().decode("left_count", as: Int.self) == 10)
+        }
+    }
+
+    /// What waits for a commit runs after it (and sees it), never after a rollback, a commit the
+    /// server answered with `ROLLBACK`, or a `COMMIT` sent with the last statement that failed;
+    /// outside a transaction at once.
+    @Test func actionsAfterCommitRunOnlyOnceTheTransactionCommitted() async throws {
+        try await withTestPool { pool in
+            try await pool.query("CREATE TABLE t (id int8 PRIMARY KEY)")
+            let ran = Mutex<[String]>([])
+            @Sendable func record(_ name: String) -> @Sendable () -> Void { { ran.withLock { $0.append(name) } } }
+
+            try await pool.withTransaction { connection in
+                try await connection.query("INSERT INTO t VALUES (1)")
+                connection.afterCommit(record("committed"))
+                #expect(ran.withLock { $0 }.isEmpty, "not before the commit")
+            }
+            #expect(ran.withLock { $0 } == ["committed"])
+
+            await #expect(throws: Refused.self) {
+                try await pool.withTransaction { connection in
+                    try await connection.query("INSERT INTO t VALUES (2)")
+                    connection.afterCommit(record("thrown"))
+                    throw Refused()
+                }
+            }
+            await #expect(throws: PostgresError.self) {
+                try await pool.withTransaction { connection in
+                    connection.afterCommit(record("aborted"))
+                    _ = try? await connection.query("INSERT INTO t VALUES (1)")
+                }
+            }
+            await #expect(throws: PostgresError.self) {
+                try await pool.withTransaction { connection in
+                    connection.afterCommit(record("failed with its commit"))
+                    try await connection.queryCommitting(["INSERT INTO t VALUES (1)"])
+                }
+            }
+            try await pool.withTransaction { connection in
+                connection.afterCommit(record("committed with its last statement"))
+                try await connection.queryCommitting(["INSERT INTO t VALUES (3)"])
+            }
+            try await pool.withConnection { connection in
+                try await connection.query("INSERT INTO t VALUES (4)")
+                connection.afterCommit(record("outside a transaction"))
+                #expect(ran.withLock { $0 }.last == "outside a transaction", "at once")
+            }
+            #expect(ran.withLock { $0 } == ["committed", "committed with its last statement", "outside a transaction"])
+            #expect(try await pool.query("SELECT count(*) AS c FROM t").single().decode("c", as: Int.self) == 3)
         }
     }
 

@@ -155,6 +155,58 @@ struct OutboxTests {
         }
     }
 
+    /// A relay idle for 30 s at a time is woken by a committed write, never by a rolled-back one.
+    /// A write in the relay's own process wakes it directly, with no `NOTIFY` (one in the writing
+    /// transaction serializes the server's commits); a write in another process (a pool whose
+    /// configuration differs, as another process's wake-ups would) wakes it by `NOTIFY`.
+    @Test func committedWritesWakeTheIdleRelayDirectlyHereAndByNotifyFromElsewhere() async throws {
+        let broker = try KafkaLocalBroker()
+        try broker.createTopic(Topics.campaign.name, partitions: 2)
+        try await withKitDatabase { pool in
+            var options = OutboxRelay.Options()
+            options.idleWait = .seconds(30)
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer, options: options)
+            let relaying = Task { try await relay.run() }
+            let overheard = PostgresListener(configuration: pool.configuration, channels: [Outbox.channel])
+            let listening = Task { try await overheard.run() }
+            let heard = Task { await overheard.notifications.first { _ in true } }
+            #expect(await eventually { relay.isLeader })
+            try await Task.sleep(for: .seconds(1))
+            func waiting() async throws -> Int {
+                try await pool.query("SELECT count(*) AS c FROM outbox").single().decode("c", as: Int.self)
+            }
+            let campaign = CampaignID()
+
+            await #expect(throws: RolledBack.self) {
+                try await pool.withTransaction { connection in
+                    try await Outbox.append(stockReserved(campaign: campaign, sequence: 0), on: connection)
+                    throw RolledBack()
+                }
+            }
+            try await pool.withTransaction { try await Outbox.append(stockReserved(campaign: campaign, sequence: 1), on: $0) }
+            #expect(try await eventually(timeout: .seconds(10)) { try await waiting() == 0 }, "published well before the idle wait ends")
+            // A probe, so that hearing it first shows the listener was listening all along.
+            try await pool.query("SELECT pg_notify(\(Outbox.channel), 'probe')")
+            #expect(await heard.value?.payload == "probe", "no NOTIFY from the relay's own process")
+            listening.cancel()
+            _ = await listening.result
+
+            var elsewhere = pool.configuration
+            elsewhere.parameters["application_name"] = "another-process"
+            let otherPool = PostgresPool(configuration: elsewhere, options: .init(maxConnections: 2))
+            try await Task.sleep(for: .seconds(1))
+            try await otherPool.withTransaction { try await Outbox.append(stockReserved(campaign: campaign, sequence: 2), on: $0) }
+            #expect(try await eventually(timeout: .seconds(10)) { try await waiting() == 0 }, "woken by NOTIFY")
+            let published = try await pool.query("SELECT count(*) AS c FROM outbox_published").single().decode("c", as: Int.self)
+            #expect(published == 2)
+            await otherPool.close()
+            relaying.cancel()
+            _ = await relaying.result
+            await producer.shutdown()
+        }
+    }
+
     /// A record the producer refuses for its size would be refused on every pass: its row moves to
     /// the dead letters with the reason, and the events after it, of its aggregate and others, go on.
     @Test func aRecordRefusedForWhatItIsIsDeadLetteredAndTheRestGoOn() async throws {

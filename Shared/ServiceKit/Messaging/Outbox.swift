@@ -33,7 +33,7 @@ public enum Outbox {
 
     /// `INSERT INTO outbox ... RETURNING 1` of several events, in order, for a data-modifying
     /// common table expression in the statement that makes the change they record. The caller
-    /// wakes the relay with `pg_notify(Outbox.channel, '')` from the rows it returns.
+    /// wakes the relay with `wakeRelay(afterCommitOn:)`.
     public static func insertion(of records: [Record]) -> PostgresQuery {
         """
         INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
@@ -57,15 +57,18 @@ public enum Outbox {
     }
 
     /// Appends several events in order in one statement, which is atomic on its own: `connection`
-    /// may be outside a transaction. The rows and the relay's wake-up in one round trip; the
-    /// wake-up is delivered at commit, and only if the transaction commits.
+    /// may be outside a transaction. The relay is woken once the transaction commits, and only
+    /// if it does.
     public static func append(_ records: [Record], on connection: PostgresConnection) async throws {
         guard !records.isEmpty else { return }
-        try await connection.query(
-            """
-            WITH appended AS (\(insertion(of: records)))
-            SELECT pg_notify(\(channel), '') FROM (SELECT 1 FROM appended LIMIT 1) AS any_appended
-            """)
+        try await connection.query(insertion(of: records))
+        wakeRelay(afterCommitOn: connection)
+    }
+
+    /// Wakes the relay once the transaction on `connection` has committed (see `ChannelWakeups`
+    /// for why not a `NOTIFY` in the transaction).
+    public static func wakeRelay(afterCommitOn connection: PostgresConnection) {
+        ChannelWakeups.announce(channel, afterCommitOn: connection)
     }
 
     /// Appends the event a request or handler caused, carrying its correlation id.

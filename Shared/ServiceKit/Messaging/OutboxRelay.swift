@@ -11,7 +11,8 @@ import Synchronization
 /// - One active relay per service: the relay that holds the service's advisory lock publishes;
 ///   the others wait on standby. Every read and mark goes through the lock's own connection, so a
 ///   relay whose connection (and with it the lock) is gone cannot go on publishing.
-/// - Wakes on `NOTIFY fission_outbox` (sent by `Outbox.append` at commit) and on a timer.
+/// - Wakes when an outbox write commits (`Outbox.wakeRelay`: at once in this process, by
+///   `NOTIFY fission_outbox` from others; see `ChannelWakeups`) and on a timer.
 /// - A row is marked published only after its delivery report. While the broker is down the
 ///   services' producer holds the records (it never times them out) and delivers them in order
 ///   once it is back; a send that fails all the same makes the relay back off and start again
@@ -70,13 +71,16 @@ public final class OutboxRelay: Service, Sendable {
 
     public func run() async throws {
         let listener = PostgresListener(configuration: pool.configuration, channels: [Outbox.channel], logger: logger)
+        let wakeups = ChannelWakeups.forDatabase(pool.configuration)
+        let following = wakeups.follow(Outbox.channel) { [wake] _ in wake.signal() }
+        defer { wakeups.unfollow(Outbox.channel, following) }
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { try? await listener.run() }
                 group.addTask {
                     for await _ in listener.notifications { self.wake.signal() }
                 }
-                group.addTask { await self.leadOrStandBy() }
+                group.addTask { await self.leadOrStandBy(wakeups) }
                 // The relay loop ends only on cancellation; then stop the listener too.
                 _ = await group.next()
                 group.cancelAll()
@@ -85,7 +89,7 @@ public final class OutboxRelay: Service, Sendable {
         leader.store(false, ordering: .relaxed)
     }
 
-    private func leadOrStandBy() async {
+    private func leadOrStandBy(_ wakeups: ChannelWakeups) async {
         while !Task.isCancelled {
             do {
                 let connection = try await PostgresConnection.connect(pool.configuration, logger: logger)
@@ -100,6 +104,9 @@ public final class OutboxRelay: Service, Sendable {
                 guard !Task.isCancelled else { return }
                 leader.store(true, ordering: .relaxed)
                 logger.info("outbox relay is active", metadata: ["service": "\(service)"])
+                // Writes in this process wake this relay directly; only other processes notify.
+                wakeups.serveLocally(Outbox.channel, true)
+                defer { wakeups.serveLocally(Outbox.channel, false) }
                 try await publishWhileLeading(on: connection)
             } catch {
                 leader.store(false, ordering: .relaxed)

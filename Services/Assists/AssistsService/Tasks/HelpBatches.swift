@@ -204,6 +204,7 @@ extension TaskBook {
         // One statement, sent with the `COMMIT`. A write that did not go as the batch read it
         // (another help came first through `TaskBook.help`, a helper who already helped) aborts
         // the transaction (`.helpBatchConflict`) and the batch's helps are taken alone.
+        Outbox.wakeRelay(afterCommitOn: connection)
         try await connection.queryCommitting([
             """
             WITH moved AS (
@@ -230,8 +231,7 @@ extension TaskBook {
                 RETURNING 1),
             appended AS (\(Outbox.insertion(of: events)))\(cancellation)
             SELECT CASE WHEN (SELECT count(*) FROM moved) <> \(finals.count) OR (SELECT count(*) FROM helped) <> \(helpRows.count)
-                        THEN abort_help(\(SQLState.helpBatchConflict.rawValue), 'the batch did not go as it read') END,
-                   (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended LIMIT 1) AS woken)
+                        THEN abort_help(\(SQLState.helpBatchConflict.rawValue), 'the batch did not go as it read') END
             """,
         ])
         return outcomes

@@ -407,9 +407,9 @@ enum TaskBook {
         let write: PostgresQuery = """
             WITH moved AS (\(moveTask)), helped AS (\(writeHelp)), appended AS (\(Outbox.insertion(of: events)))\(deadlinesCancelled(complete ? [task.id] : []))
             SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM moved) THEN abort_help(\(SQLState.helpRaced.rawValue), 'the task moved since it was read')
-                        WHEN NOT EXISTS (SELECT 1 FROM helped) THEN abort_help(\(SQLState.alreadyHelped.rawValue), 'the helper already helped') END,
-                   (SELECT count(*) FROM (SELECT pg_notify(\(Outbox.channel), '') FROM appended LIMIT 1) AS woken)
+                        WHEN NOT EXISTS (SELECT 1 FROM helped) THEN abort_help(\(SQLState.alreadyHelped.rawValue), 'the helper already helped') END
             """
+        Outbox.wakeRelay(afterCommitOn: connection)
         do {
             _ = committing ? try await connection.queryCommitting([write]) : try await connection.query([write])
         } catch let error as PostgresError where error.sqlState == .alreadyHelped {

@@ -185,10 +185,10 @@ enum Notifier {
                     seq = nextval('notifications_seq_seq'), cause_event_id = EXCLUDED.cause_event_id
                 RETURNING user_id),
             appended AS (\(Outbox.insertion(of: delivered)))
-            SELECT pg_notify(\(InboxWakeups.channel), user_id) FROM (SELECT DISTINCT user_id FROM written) AS woken
-            UNION ALL
-            SELECT pg_notify(\(Outbox.channel), '') FROM (SELECT 1 FROM appended LIMIT 1) AS any_appended
+            SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM appended) AS appended
             """)
+        InboxWakeups.changed(Set(written.map(\.user)), afterCommitOn: connection)
+        Outbox.wakeRelay(afterCommitOn: connection)
     }
 
     /// When quiet hours (local hours `start`..<`end`, possibly over midnight) end, or `now`.
