@@ -141,6 +141,9 @@ public final class ChannelWakeups: Sendable {
                     return state.connection
                 }
                 if let broken { await broken.close() }
+                // A server that refuses connections at once would otherwise be asked again at once;
+                // what is announced meanwhile goes out together after the pause.
+                try? await Task.sleep(for: .seconds(1))
             }
         }
     }
