@@ -85,4 +85,45 @@ struct StreamTests {
             await pool.close()
         }
     }
+
+    /// A user's streams are woken once a change to their inbox commits, never by one rolled back:
+    /// in the process that made it directly, in another process (wake-ups whose configuration
+    /// differs, as another process's would) by `NOTIFY`.
+    @Test func inboxChangesWakeStreamsHereAndInOtherProcessesOnlyOnceCommitted() async throws {
+        try await withTestDatabase { database in
+            var elsewhere = database
+            elsewhere.parameters["application_name"] = "another-notifications-process"
+            let logger = Logger(label: "notifications-test")
+            let here = InboxWakeups(configuration: database, logger: logger)
+            let there = InboxWakeups(configuration: elsewhere, logger: logger)
+            let running = [here, there].map { wakeups in Task { try await wakeups.run() } }
+            let user = "u-wake-\(UUID().uuidString.prefix(8))"
+            let streams = [here.follow(user), there.follow(user)]
+            let pool = PostgresPool(configuration: database, options: .init(maxConnections: 2))
+            try await Task.sleep(for: .seconds(1))
+
+            struct RolledBack: Error {}
+            _ = try? await pool.withTransaction { connection in
+                InboxWakeups.changed([user], afterCommitOn: connection)
+                throw RolledBack()
+            }
+            for stream in streams {
+                let clock = ContinuousClock()
+                let waited = await clock.measure { await stream.wait(timeout: .seconds(1)) }
+                #expect(waited >= .seconds(1), "woken by a rolled-back change")
+            }
+            try await pool.withTransaction { connection in
+                try await connection.query("SELECT 1")
+                InboxWakeups.changed([user], afterCommitOn: connection)
+            }
+            for stream in streams {
+                let clock = ContinuousClock()
+                let waited = await clock.measure { await stream.wait(timeout: .seconds(20)) }
+                #expect(waited < .seconds(10), "not woken by a committed change")
+            }
+            await pool.close()
+            running.forEach { $0.cancel() }
+            for task in running { _ = await task.result }
+        }
+    }
 }
