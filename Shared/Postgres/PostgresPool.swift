@@ -218,6 +218,23 @@ public final class PostgresPool: Service, Sendable {
         }
     }
 
+    /// Opens a pool for `body` alone and closes it after, whether `body` returns or throws.
+    public static func using<T>(
+        isolation: isolated (any Actor)? = #isolation,
+        _ configuration: PostgresConfiguration, options: Options = Options(), logger: Logger = Logger(label: "fission.postgres"),
+        _ body: (PostgresPool) async throws -> T
+    ) async throws -> T {
+        let pool = PostgresPool(configuration: configuration, options: options, logger: logger)
+        do {
+            let value = try await body(pool)
+            await pool.close()
+            return value
+        } catch {
+            await pool.close()
+            throw error
+        }
+    }
+
     /// Closes idle connections and fails waiting leases; leased connections close on release.
     public func close() async {
         let (idle, waiters) = state.withLock { state in

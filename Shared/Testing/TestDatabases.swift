@@ -95,14 +95,6 @@ public func withTestPool<T>(
     _ body: (PostgresPool) async throws -> T
 ) async throws -> T {
     try await withTestDatabase { configuration in
-        let pool = PostgresPool(configuration: configuration, options: options)
-        do {
-            let value = try await body(pool)
-            await pool.close()
-            return value
-        } catch {
-            await pool.close()
-            throw error
-        }
+        try await PostgresPool.using(configuration, options: options, body)
     }
 }

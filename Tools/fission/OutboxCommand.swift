@@ -19,15 +19,7 @@ struct OutboxCommand: AsyncParsableCommand {
         func withPool<T>(_ body: (PostgresPool) async throws -> T) async throws -> T {
             var logger = Logger(label: "fission.outbox")
             logger.logLevel = .critical
-            let pool = PostgresPool(configuration: try PostgresConfiguration(url: databaseURL), options: .init(maxConnections: 1), logger: logger)
-            do {
-                let value = try await body(pool)
-                await pool.close()
-                return value
-            } catch {
-                await pool.close()
-                throw error
-            }
+            return try await PostgresPool.using(try PostgresConfiguration(url: databaseURL), options: .init(maxConnections: 1), logger: logger, body)
         }
     }
 
