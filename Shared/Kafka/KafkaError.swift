@@ -9,6 +9,9 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
     public var message: String
     public var isRetriable: Bool
     public var isFatal: Bool
+    /// The client refused the record before sending it (`KafkaProducer` at produce time), so the
+    /// refusal concerns that record alone; the broker refuses a whole batch for one of its records.
+    public var refusedBeforeSending = false
 
     public init(code: Int32, message: String? = nil, isRetriable: Bool? = nil, isFatal: Bool = false) {
         let err = rd_kafka_resp_err_t(code)
@@ -52,11 +55,13 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
 
     /// The broker or the client refuses the record itself (too large, malformed): sending it again
     /// cannot succeed, while other records still can. Not an authorization or topic error, which
-    /// concern every record and which an operator may mend.
+    /// concern every record and which an operator may mend. From the broker it may be a batch's
+    /// fault rather than this record's (see `refusedBeforeSending`).
     public var rejectsRecord: Bool { Self.recordRejectionCodes.contains(code) }
 
+    /// Not `INVALID_MSG` (a checksum that failed on the way: sending again may succeed).
     static let recordRejectionCodes: Set<Int32> = [
-        RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE, RD_KAFKA_RESP_ERR_INVALID_MSG,
+        RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE,
         RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR__BAD_MSG,
     ].reduce(into: Set<Int32>()) { $0.insert($1.rawValue) }
 

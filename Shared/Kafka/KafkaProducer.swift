@@ -253,7 +253,11 @@ public final class KafkaProducer: Service, Sendable {
             } else {
                 let err = produce(records[index], tag: tag)
                 if err == RD_KAFKA_RESP_ERR__QUEUE_FULL { break }
-                if err != RD_KAFKA_RESP_ERR_NO_ERROR { context.complete(tag, .failure(KafkaError(err))) }
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    var refused = KafkaError(err)
+                    refused.refusedBeforeSending = true
+                    context.complete(tag, .failure(refused))
+                }
             }
             index += 1
             if index % 256 == 0 { rd_kafka_poll(client.handle, 0) }

@@ -277,6 +277,40 @@ struct OutboxTests {
         }
     }
 
+    /// The broker refuses a whole batch for one record (or for the batch's size): a refusal in a
+    /// batch dead-letters nothing; the lowest refused row is sent alone and, taken alone, goes
+    /// through, and so does the rest, in order.
+    @Test func aBatchTheBrokerRefusesIsSentAgainRowByRowNotDeadLettered() async throws {
+        let broker = try KafkaLocalBroker()
+        try broker.createTopic(Topics.campaign.name, partitions: 1)
+        try await withKitDatabase { pool in
+            let campaign = CampaignID()
+            var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
+            configuration.messageTimeoutMilliseconds = 0
+            let producer = try KafkaProducer(configuration: configuration)
+            // Connected first, so that the refusal meets the relay's batch, not a warm-up.
+            try await producer.send(KafkaOutgoingMessage(topic: Topics.campaign.name, key: "warm-up", value: Array("{}".utf8)))
+            for sequence in 0..<5 {
+                try await pool.withTransaction { try await Outbox.append(stockReserved(campaign: campaign, sequence: sequence), on: $0) }
+            }
+            // Produce (API key 0) answered MESSAGE_TOO_LARGE (10) once.
+            broker.injectRequestErrors(apiKey: 0, errorCodes: [10])
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer)
+            let relaying = Task { try await relay.run() }
+            let recorder = TopicRecorder()
+            try await recorder.start(bootstrap: broker.bootstrapServers, topic: Topics.campaign.name)
+
+            #expect(await eventually { await recorder.events(StockReserved.self).count >= 5 })
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(await recorder.events(StockReserved.self).map(\.data.stockLeft) == [0, 1, 2, 3, 4])
+            #expect(try await OutboxDeadLetters.list(on: pool).isEmpty, "nothing dead-lettered for a batch's refusal")
+            await recorder.stop()
+            relaying.cancel()
+            _ = await relaying.result
+            await producer.shutdown()
+        }
+    }
+
     /// A relay of the previous release marked rows published in place; during a rolling deploy
     /// the new relay must not send those again, and the purge clears them and the archive alike.
     @Test func rowsMarkedPublishedInPlaceAreNotSentAgainAndOldRowsArePurgedFromBothTables() async throws {

@@ -14,8 +14,9 @@ import Synchronization
 ///
 /// So a change is announced after its commit (`PostgresConnection.afterCommit`):
 /// - followers in this process (`follow`) are called at once;
-/// - other processes learn it by a `NOTIFY` sent outside any data transaction: it assigns no
-///   transaction id, so its commit flushes nothing and holds the lock only for a moment. One such
+/// - other processes learn it by a `NOTIFY` sent outside any data transaction: having written no
+///   WAL before its commit record, its commit does not wait for a flush (PostgreSQL flushes at
+///   commit only for transactions that wrote), so it holds the lock only for a moment. One such
 ///   statement is in flight at a time per database; what is announced meanwhile goes in the next
 ///   (a `pg_notify` per distinct payload, one statement). A channel served whole in this process
 ///   (`serveLocally`: the relay here holds the outbox lease) sends none.
@@ -113,6 +114,8 @@ public final class ChannelWakeups: Sendable {
     }
 
     private func sendPending() async {
+        var retriedAtOnce = false
+        var failures = 0
         while true {
             let (pending, existing) = state.withLock { state -> ([String: Set<String>], PostgresConnection?) in
                 defer { state.pending = [:] }
@@ -133,16 +136,29 @@ public final class ChannelWakeups: Sendable {
                 }
                 try await connection.query(
                     "SELECT count(pg_notify(channel, payload)) FROM unnest(\(channels)::text[], \(payloads)::text[]) AS n(channel, payload)")
+                retriedAtOnce = false
+                failures = 0
             } catch {
-                // Followers elsewhere look on their timers; the next announcement connects again.
-                logger.warning("could not send wake-ups to other processes", metadata: ["error": "\(error)"])
+                failures += 1
+                // Kept for the next try, with whatever is announced meanwhile, for a few seconds:
+                // after that followers elsewhere have looked on their timers anyway.
+                let keep = failures < 5
                 let broken = state.withLock { state -> PostgresConnection? in
+                    if keep { for (channel, payloads) in pending { state.pending[channel, default: []].formUnion(payloads) } }
                     defer { state.connection = nil }
                     return state.connection
                 }
+                senderPID.store(0, ordering: .relaxed)
                 if let broken { await broken.close() }
-                // A server that refuses connections at once would otherwise be asked again at once;
-                // what is announced meanwhile goes out together after the pause.
+                // A connection that sat idle may have been closed under it (a restart, a
+                // failover): a fresh one is tried at once. Otherwise the server refuses new ones,
+                // and it is asked again after a pause, not at once; followers elsewhere look on
+                // their timers meanwhile.
+                if existing != nil, !retriedAtOnce {
+                    retriedAtOnce = true
+                    continue
+                }
+                logger.warning("could not send wake-ups to other processes", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
             }
         }

@@ -20,7 +20,10 @@ import Synchronization
 /// - Published rows move to `outbox_published` and are purged after the retention period.
 /// - A record refused for what it is (too large, malformed: `KafkaError.rejectsRecord`) would
 ///   be refused again on every pass and hold up every later row; its row moves to
-///   `outbox_dead_letters` with the reason, is logged and counted, and the relay goes on.
+///   `outbox_dead_letters` with the reason, is logged and counted, and the relay goes on. Only a
+///   record judged alone is dead-lettered: one the client refused before sending it, or one the
+///   broker refused when sent by itself. The broker refuses a whole batch for one record (or for
+///   the batch's own size), so a refusal in a batch only makes the relay send that row alone first.
 ///
 /// The rows are read as "unpublished, by id" (never "id above the last one seen"), so a row
 /// whose transaction committed after a higher id is not skipped; it is published on the next pass.
@@ -106,7 +109,12 @@ public final class OutboxRelay: Service, Sendable {
                 logger.info("outbox relay is active", metadata: ["service": "\(service)"])
                 // Writes in this process wake this relay directly; only other processes notify.
                 wakeups.serveLocally(Outbox.channel, true)
-                defer { wakeups.serveLocally(Outbox.channel, false) }
+                defer {
+                    wakeups.serveLocally(Outbox.channel, false)
+                    // Writes here may have skipped their NOTIFY while this relay could no longer
+                    // publish (its lock's connection gone): whoever leads now looks again.
+                    wakeups.announce(Outbox.channel, payloads: [""])
+                }
                 try await publishWhileLeading(on: connection)
             } catch {
                 leader.store(false, ordering: .relaxed)
@@ -126,7 +134,21 @@ public final class OutboxRelay: Service, Sendable {
         var lastPurge = ContinuousClock.now
         var movedSinceVacuum = 0
         var inFlight: [(ids: [Int64], deliveries: KafkaDeliveries)] = []
+        /// The lowest row whose record the broker refused within a batch, to be sent alone next.
+        var sendAlone: Int64?
         while !Task.isCancelled {
+            if let alone = sendAlone, inFlight.isEmpty {
+                if let failure = try await publishAlone(alone, on: connection) {
+                    if Task.isCancelled { break }
+                    logger.warning("outbox row not delivered alone; backing off", metadata: ["error": "\(failure)", "backoff": "\(backoff)"])
+                    try await Task.sleep(for: backoff)
+                    backoff = min(backoff * 2, options.maxBackoff)
+                } else {
+                    sendAlone = nil
+                    backoff = .milliseconds(100)
+                }
+                continue
+            }
             if inFlight.count < options.batchesInFlight {
                 // Planned each time: a plan made once, on estimates that know nothing of the dead
                 // index entries every published batch leaves, walked every row published since
@@ -142,11 +164,7 @@ public final class OutboxRelay: Service, Sendable {
                     var messages: [KafkaOutgoingMessage] = []
                     for row in rows {
                         ids.append(try row.decode("id"))
-                        let headers = try row.decode("headers", as: PostgresStringMap.self).value
-                        messages.append(KafkaOutgoingMessage(
-                            topic: try row.decode("topic"), key: Array(try row.decode("key", as: String.self).utf8),
-                            value: Array(try row.decode("payload", as: String.self).utf8),
-                            headers: headers.sorted { $0.key < $1.key }.map { KafkaHeader(key: $0.key, value: $0.value) }))
+                        messages.append(try Self.message(from: row))
                     }
                     // Handed to the producer here, in read order, so a key's events reach their
                     // partition in id order whichever batch is acknowledged first.
@@ -164,15 +182,20 @@ public final class OutboxRelay: Service, Sendable {
                 }
             }
             let batch = inFlight.removeFirst()
-            if let failure = try await mark(batch, on: connection) {
+            let marked = try await mark(batch, on: connection)
+            if let failure = marked.failure {
                 // Stopping while the broker is down: the rest is marked below, as far as reported.
                 if Task.isCancelled { break }
                 logger.warning(
                     "outbox rows not delivered; backing off",
                     metadata: ["error": "\(failure)", "backoff": "\(backoff)"])
                 // Let what is in flight finish and be marked, then start again from the lowest
-                // unpublished row after the pause.
-                for later in inFlight { _ = try await mark(later, on: connection) }
+                // unpublished row after the pause (a row refused within a batch first, alone).
+                sendAlone = marked.refusedInBatch
+                for later in inFlight {
+                    let refused = try await mark(later, on: connection).refusedInBatch
+                    sendAlone = sendAlone ?? refused
+                }
                 inFlight.removeAll()
                 try await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, options.maxBackoff)
@@ -197,22 +220,51 @@ public final class OutboxRelay: Service, Sendable {
         for (batch, outcomes) in zip(inFlight, reports) { _ = try await mark(batch.ids, outcomes, on: connection) }
     }
 
-    /// Awaits a batch's delivery reports and marks the delivered rows; returns the first failure.
-    private func mark(_ batch: (ids: [Int64], deliveries: KafkaDeliveries), on connection: PostgresConnection) async throws -> KafkaError? {
+    /// The record a row of the outbox becomes.
+    private static func message(from row: PostgresRow) throws -> KafkaOutgoingMessage {
+        let headers = try row.decode("headers", as: PostgresStringMap.self).value
+        return KafkaOutgoingMessage(
+            topic: try row.decode("topic"), key: Array(try row.decode("key", as: String.self).utf8),
+            value: Array(try row.decode("payload", as: String.self).utf8),
+            headers: headers.sorted { $0.key < $1.key }.map { KafkaHeader(key: $0.key, value: $0.value) })
+    }
+
+    /// What marking a batch left undone: the first failure that may pass, and the lowest row whose
+    /// record the broker refused within the batch.
+    private struct Marked {
+        var failure: KafkaError?
+        var refusedInBatch: Int64?
+    }
+
+    /// Awaits a batch's delivery reports and marks the delivered rows.
+    private func mark(_ batch: (ids: [Int64], deliveries: KafkaDeliveries), on connection: PostgresConnection) async throws -> Marked {
         try await mark(batch.ids, await batch.deliveries.outcomes(), on: connection)
     }
 
-    /// Marks the rows whose records were delivered, dead-letters those whose records were
-    /// refused for what they are; returns the first other failure (one that may pass).
-    private func mark(_ ids: [Int64], _ outcomes: [Result<KafkaDeliveryReport, KafkaError>], on connection: PostgresConnection) async throws -> KafkaError? {
+    /// Sends one row by itself (nothing else in flight) and marks it: published, dead-lettered if
+    /// the broker refuses it alone, or the failure that may pass.
+    private func publishAlone(_ id: Int64, on connection: PostgresConnection) async throws -> KafkaError? {
+        let rows = try await connection.query("SELECT id, topic, key, payload, headers FROM outbox WHERE id = \(id) AND published_at IS NULL")
+        guard let row = rows.first else { return nil }
+        let outcomes = await producer.enqueue([try Self.message(from: row)]).outcomes()
+        return try await mark([id], outcomes, on: connection, alone: true).failure
+    }
+
+    /// Marks the rows whose records were delivered and dead-letters those whose records were
+    /// refused for what they are, judged alone (`alone`: the batch was this one record).
+    private func mark(
+        _ ids: [Int64], _ outcomes: [Result<KafkaDeliveryReport, KafkaError>], on connection: PostgresConnection, alone: Bool = false
+    ) async throws -> Marked {
         var delivered: [Int64] = []
         var refused: [(id: Int64, error: KafkaError)] = []
-        var failure: KafkaError?
+        var marked = Marked()
         for (id, outcome) in zip(ids, outcomes) {
             switch outcome {
             case .success: delivered.append(id)
-            case .failure(let error) where error.rejectsRecord: refused.append((id, error))
-            case .failure(let error): failure = failure ?? error
+            case .failure(let error) where error.rejectsRecord && (alone || error.refusedBeforeSending): refused.append((id, error))
+            case .failure(let error):
+                marked.failure = marked.failure ?? error
+                if error.rejectsRecord { marked.refusedInBatch = marked.refusedInBatch ?? id }
             }
         }
         if !refused.isEmpty { try await deadLetter(refused, on: connection) }
@@ -227,7 +279,7 @@ public final class OutboxRelay: Service, Sendable {
                 """)
             metrics?.countOutboxPublished(delivered.count)
         }
-        return failure
+        return marked
     }
 
     private func deadLetter(_ refused: [(id: Int64, error: KafkaError)], on connection: PostgresConnection) async throws {

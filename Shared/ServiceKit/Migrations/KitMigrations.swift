@@ -96,8 +96,9 @@ public enum KitMigrations {
             -- Events the producer or the broker refuses for what they are (too large, malformed).
             -- Sending one again cannot succeed, and left in the outbox it would hold up every
             -- later event of the service, so the relay moves it here with the reason and goes on:
-            -- its aggregate's later events are published, a gap and never a reordering. Kept until
-            -- an operator acts on them (not purged with the published rows).
+            -- its aggregate's later events are published (a gap, not a reordering, until an
+            -- operator requeues it: it then comes after them). Kept until an operator acts on them
+            -- (not purged with the published rows).
             CREATE TABLE outbox_dead_letters (
                 id int8 PRIMARY KEY,
                 event_id uuid NOT NULL,

@@ -204,7 +204,6 @@ extension TaskBook {
         // One statement, sent with the `COMMIT`. A write that did not go as the batch read it
         // (another help came first through `TaskBook.help`, a helper who already helped) aborts
         // the transaction (`.helpBatchConflict`) and the batch's helps are taken alone.
-        Outbox.wakeRelay(afterCommitOn: connection)
         try await connection.queryCommitting([
             """
             WITH moved AS (
@@ -234,6 +233,7 @@ extension TaskBook {
                         THEN abort_help(\(SQLState.helpBatchConflict.rawValue), 'the batch did not go as it read') END
             """,
         ])
+        Outbox.wakeRelay(afterCommitOn: connection)
         return outcomes
     }
 }

@@ -409,12 +409,12 @@ enum TaskBook {
             SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM moved) THEN abort_help(\(SQLState.helpRaced.rawValue), 'the task moved since it was read')
                         WHEN NOT EXISTS (SELECT 1 FROM helped) THEN abort_help(\(SQLState.alreadyHelped.rawValue), 'the helper already helped') END
             """
-        Outbox.wakeRelay(afterCommitOn: connection)
         do {
             _ = committing ? try await connection.queryCommitting([write]) : try await connection.query([write])
         } catch let error as PostgresError where error.sqlState == .alreadyHelped {
             throw HelpRefusal.alreadyHelped
         }
+        Outbox.wakeRelay(afterCommitOn: connection)
         task = moved
     }
 
