@@ -135,16 +135,20 @@ struct AssistsBench: AsyncParsableCommand {
 
         /// An open-loop run at `rate`, spread over the same tasks, every initiator following their
         /// inbox stream; with where the notifications waited and the cores each process kept busy.
-        func openLoop(at rate: Double) async throws -> (OpenLoop.Result, stages: (published: OpenLoop.Percentiles, consumed: OpenLoop.Percentiles), cores: [Double]) {
+        func openLoop(at rate: Double) async throws -> (
+            OpenLoop.Result, stages: (published: OpenLoop.Percentiles, consumed: OpenLoop.Percentiles), cores: [Double], waits: BackendWaits.Tally
+        ) {
             try await settled()
             let lines = try await helpLines(Int(rate * Double(latencySeconds))) { spread[$0 % spread.count] }
             let started = Date()
             let before = [BenchProcesses.cpuSeconds(getpid()), BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.cpuSeconds(pids[1]),
                           BenchProcesses.clusterCPUSeconds(cluster)]
             let histogramBefore = try await Self.helpDurations(assists)
+            let waits = try await BackendWaits(cluster)
             let result = try await OpenLoop.run(
                 base: assists, inbox: bases["notifications"]!, helps: lines, rate: rate,
                 initiators: Dictionary(uniqueKeysWithValues: initiators.dropFirst().map { ($0.task, $0.token) }))
+            let waited = await waits.stop()
             let seconds = Date().timeIntervalSince(started)
             let histogramAfter = try await Self.helpDurations(assists)
             // The service's own view (its request-duration histogram, from reading the request to
@@ -159,12 +163,12 @@ struct AssistsBench: AsyncParsableCommand {
             print(String(format: "%.0f helps/s: the assists service's own request durations: ", rate) + shares.joined(separator: ", "))
             let after = [BenchProcesses.cpuSeconds(getpid()), BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.cpuSeconds(pids[1]),
                          BenchProcesses.clusterCPUSeconds(cluster)]
-            return (result, try await pipelineStages(cluster, since: started), zip(after, before).map { ($0 - $1) / seconds })
+            return (result, try await pipelineStages(cluster, since: started), zip(after, before).map { ($0 - $1) / seconds }, waited)
         }
         // Half the saturation rate, as the target is set; then a rate this machine sustains with
         // the whole pipeline (notifications, their streams and the load generator) beside it.
-        let (half, stages, cores) = try await openLoop(at: latencyRate ?? spreadRun.rate / 2)
-        let (sustained, sustainedStages, sustainedCores) = try await openLoop(at: sustainedRate)
+        let (half, stages, cores, waits) = try await openLoop(at: latencyRate ?? spreadRun.rate / 2)
+        let (sustained, sustainedStages, sustainedCores, _) = try await openLoop(at: sustainedRate)
 
         print("Assists helps through HTTP (release executables), pgbench -N on the same server, same run")
         func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
@@ -189,6 +193,7 @@ struct AssistsBench: AsyncParsableCommand {
             print(String(format: "%@: cores busy: load generator, streams and broker %.2f, assists %.2f, notifications %.2f, PostgreSQL %.2f (of %d)",
                          name as NSString, cores[0], cores[1], cores[2], cores[3], ProcessInfo.processInfo.activeProcessorCount))
         }
+        print("half saturation: PostgreSQL's active backends, \(waits.total) samples every 50 ms: " + waits.summary)
         print(String(format: "CPU per help (spread, whole pipeline): assists %.0f µs, notifications %.0f µs, PostgreSQL (both databases) %.0f µs",
                      serviceCPU, notifierCPU, databaseCPU))
         print(String(format: "spread ÷ pgbench = %.2f (target ≥ 0.80); hot ÷ spread = %.2f (target ≥ 0.50); %d of %d notifications seen after the help's response, %d more before it was read",
@@ -208,6 +213,8 @@ struct AssistsBench: AsyncParsableCommand {
                                                "target_p99_ms": 250, "seen": Double(half.notified), "sent": Double(half.sent),
                                                "relay_acked_p50_ms": stages.published.p50, "relay_acked_p99_ms": stages.published.p99,
                                                "consumer_started_p50_ms": stages.consumed.p50, "consumer_started_p99_ms": stages.consumed.p99]),
+            ("assists.half_saturation_backends", ["samples": Double(waits.total), "running_percent": waits.share("running") * 100,
+                                                  "lock_wait_percent": waits.share("Lock:") * 100, "client_read_percent": waits.share("Client:") * 100]),
         ], to: output)
         succeeded = true
     }

@@ -47,6 +47,8 @@ struct BenchReport: ParsableCommand {
                  reference: nil, target: .none),
             Line(figure: "help p99 at the sustained rate", key: "assists.sustained_latency", value: "p99_ms", unit: "ms",
                  reference: nil, target: .none),
+            Line(figure: "PostgreSQL backends waiting on a lock", key: "assists.half_saturation_backends", value: "lock_wait_percent",
+                 unit: "% of samples", reference: nil, target: .none),
             Line(figure: "help → stream p99 at the sustained rate", key: "assists.sustained_latency", value: "help_to_inbox_p99_ms", unit: "ms",
                  reference: nil, target: .none),
             Line(figure: "outbox relay", key: "relay.events_per_s", value: "value", unit: "events/s",
