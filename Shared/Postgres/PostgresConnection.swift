@@ -235,8 +235,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs `action` once the transaction `withTransaction` runs on this connection has committed,
     /// never if it rolls back (an action registered inside a savepoint rolled back alone still
     /// runs when the transaction commits); outside a transaction (the statements before it have
-    /// committed already), at once: register it after the statements it follows. For what others should learn only of committed changes, where a
-    /// `NOTIFY` in the transaction would cost too much (see `ChannelWakeups` in the service kit).
+    /// committed already), at once: register it after the statements it follows. For what others
+    /// should learn only of committed changes, where a `NOTIFY` in the transaction would cost too
+    /// much (see `ChannelWakeups` in the service kit).
     public func afterCommit(_ action: @escaping @Sendable () -> Void) {
         let now = transaction.withLock { state -> Bool in
             guard state.open else { return true }

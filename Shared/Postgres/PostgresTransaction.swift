@@ -14,8 +14,9 @@ extension PostgresError {
 
 extension PostgresConnection {
     /// Runs `body` in a transaction on this connection: commits when it returns (then runs the
-    /// `afterCommit` actions), rolls back when it throws (and rethrows). A transaction that the server aborted (a failed statement whose error
-    /// the body swallowed) is reported as an error, never as a silent rollback.
+    /// `afterCommit` actions), rolls back when it throws (and rethrows). A transaction that the
+    /// server aborted (a failed statement whose error the body swallowed) is reported as an error,
+    /// never as a silent rollback.
     public func withTransaction<T>(
         isolation: isolated (any Actor)? = #isolation,
         level: PostgresIsolationLevel = .readCommitted,

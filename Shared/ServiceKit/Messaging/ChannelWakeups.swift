@@ -62,8 +62,7 @@ public final class ChannelWakeups: Sendable {
     /// Announces a change on `channel` once the transaction on `connection` has committed (at once
     /// outside a transaction).
     public static func announce(_ channel: String, payload: String = "", afterCommitOn connection: PostgresConnection) {
-        let wakeups = forDatabase(connection.configuration)
-        connection.afterCommit { wakeups.announce(channel, payloads: [payload]) }
+        announce(channel, payloads: [payload], afterCommitOn: connection)
     }
 
     /// Several payloads on one channel, once the transaction on `connection` has committed.

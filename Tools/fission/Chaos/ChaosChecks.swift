@@ -2,6 +2,7 @@ import Domain
 import FissionTesting
 import Foundation
 import Postgres
+import ServiceKit
 
 /// The events a topic holds, read from its beginning with `kcat` (one process per topic, exiting
 /// at the end of every partition).
@@ -244,14 +245,12 @@ struct ChaosAudit {
                 if !(try row.decode("published", as: Bool.self)) { unpublished.append("\(service): \(type) \(id) never published") }
             }
             // Refused by the broker and set aside by the relay: written, never published.
-            var deadLettered = 0
-            for row in try await databases[service].query(
-                "SELECT event_id::text AS event_id, event_type, error FROM outbox_dead_letters") {
-                deadLettered += 1
+            let deadLetters = try await OutboxDeadLetters.list(on: databases[service])
+            for letter in deadLetters {
                 unpublished.append(
-                    "\(service): \(try row.decode("event_type", as: String.self)) \(try row.decode("event_id", as: String.self)) dead-lettered by the relay: \(try row.decode("error", as: String.self))")
+                    "\(service): \(letter.eventType) \(letter.eventID.uuidString.lowercased()) dead-lettered by the relay: \(letter.error)")
             }
-            outboxDeadLetters += deadLettered
+            outboxDeadLetters += deadLetters.count
         }
         var onTopics: [String: String] = [:]
         var firstSeen: [String: TopicContents.Position] = [:]
