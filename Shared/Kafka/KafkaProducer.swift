@@ -88,11 +88,26 @@ final class ProducerCallbackContext: RDKafkaCallbackContext, @unchecked Sendable
         /// Kept for their topics: the reports name them, and the callback need not copy a topic
         /// name out of C for every record.
         let messages: [KafkaOutgoingMessage]
-        private let state: Mutex<(remaining: Int, stored: [Stored?], continuation: CheckedContinuation<[Outcome], Never>?, abandoned: Bool)>
+        private let state: Mutex<(
+            remaining: Int, stored: [Stored?], continuation: CheckedContinuation<[Outcome], Never>?, abandoned: Bool,
+            onReported: (@Sendable () -> Void)?
+        )>
 
         init(_ messages: [KafkaOutgoingMessage]) {
             self.messages = messages
-            state = Mutex((messages.count, Array(repeating: nil, count: messages.count), nil, false))
+            state = Mutex((messages.count, Array(repeating: nil, count: messages.count), nil, false, nil))
+        }
+
+        var isReported: Bool { state.withLock { $0.remaining == 0 } }
+
+        /// Calls `body` once every record is reported, at once if they are already.
+        func whenReported(_ body: @escaping @Sendable () -> Void) {
+            let now = state.withLock { state -> Bool in
+                guard state.remaining > 0 else { return true }
+                state.onReported = body
+                return false
+            }
+            if now { body() }
         }
 
         func arm(_ continuation: CheckedContinuation<[Outcome], Never>) {
@@ -116,15 +131,17 @@ final class ProducerCallbackContext: RDKafkaCallbackContext, @unchecked Sendable
 
         /// Records one record's outcome (the first one only); true when it was the batch's last.
         func complete(_ index: Int, _ outcome: Stored) -> Bool {
-            let (last, waiting) = state.withLock { state -> (Bool, (CheckedContinuation<[Outcome], Never>, [Stored?])?) in
-                guard state.stored.indices.contains(index), state.stored[index] == nil else { return (false, nil) }
+            let (last, waiting, onReported) = state.withLock {
+                state -> (Bool, (CheckedContinuation<[Outcome], Never>, [Stored?])?, (@Sendable () -> Void)?) in
+                guard state.stored.indices.contains(index), state.stored[index] == nil else { return (false, nil, nil) }
                 state.stored[index] = outcome
                 state.remaining -= 1
-                guard state.remaining == 0 else { return (false, nil) }
-                defer { state.continuation = nil }
-                return (true, state.continuation.map { ($0, state.stored) })
+                guard state.remaining == 0 else { return (false, nil, nil) }
+                defer { state.continuation = nil; state.onReported = nil }
+                return (true, state.continuation.map { ($0, state.stored) }, state.onReported)
             }
             if let (continuation, stored) = waiting { continuation.resume(returning: outcomes(stored)) }
+            onReported?()
             return last
         }
 
@@ -366,6 +383,17 @@ public struct KafkaDeliveries: Sendable {
     /// while the broker is down, so a cancelled task stops waiting: it gets the reports that
     /// arrive within `cancellationGrace` (a service stopping normally loses none), the records
     /// still unreported then failing with `KafkaError.notAwaited` (they may yet be delivered).
+    /// Whether every record has been reported: `outcomes()` would return at once.
+    public var isReported: Bool { batch?.isReported ?? true }
+
+    /// Calls `body` once every record is reported (at once if they are already), for a sender
+    /// that waits for other things too. It runs on the thread that served the last report: it
+    /// must only signal.
+    public func whenReported(_ body: @escaping @Sendable () -> Void) {
+        guard let batch else { return body() }
+        batch.whenReported(body)
+    }
+
     public func outcomes(cancellationGrace: Duration = .seconds(3)) async -> [Result<KafkaDeliveryReport, KafkaError>] {
         guard let batch else { return [] }
         return await withTaskCancellationHandler {

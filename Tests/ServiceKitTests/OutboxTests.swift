@@ -207,6 +207,46 @@ struct OutboxTests {
         }
     }
 
+    /// Rows committed while a batch waits for the broker's acknowledgement are sent at once, not
+    /// after that batch is acknowledged and marked. With 3 s added to every broker response, the
+    /// second row is marked well under 3 s after the first (it was in flight alongside it); sent
+    /// only after the first was marked, it would have been 3 s or more.
+    @Test func rowsCommittedWhileABatchAwaitsItsAcknowledgementAreSentAlongsideIt() async throws {
+        let broker = try KafkaLocalBroker()
+        try broker.createTopic(Topics.campaign.name, partitions: 2)
+        try await withKitDatabase { pool in
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer)
+            let relaying = Task { try await relay.run() }
+            #expect(await eventually { relay.isLeader })
+            // Warm: metadata and the producer id are fetched before the round trips slow down.
+            let campaign = CampaignID()
+            try await pool.withTransaction { try await Outbox.append(stockReserved(campaign: campaign, sequence: 0), on: $0) }
+            #expect(try await eventually(timeout: .seconds(30)) {
+                try await pool.query("SELECT count(*) AS c FROM outbox").single().decode("c", as: Int.self) == 0
+            })
+
+            broker.setRoundTripTime(milliseconds: 3000)
+            let first = stockReserved(campaign: campaign, sequence: 1), second = stockReserved(campaign: campaign, sequence: 2)
+            try await pool.withTransaction { try await Outbox.append(first, on: $0) }
+            try await Task.sleep(for: .milliseconds(300))
+            try await pool.withTransaction { try await Outbox.append(second, on: $0) }
+            #expect(try await eventually(timeout: .seconds(30)) {
+                try await pool.query("SELECT count(*) AS c FROM outbox").single().decode("c", as: Int.self) == 0
+            })
+            let apart = try await pool.query(
+                """
+                SELECT extract(epoch FROM (SELECT published_at FROM outbox_published WHERE event_id = \(second.id.rawValue))
+                                        - (SELECT published_at FROM outbox_published WHERE event_id = \(first.id.rawValue)))::float8 AS apart
+                """).single().decode("apart", as: Double.self)
+            #expect(apart < 2.5, "the second row was marked \(apart) s after the first")
+            broker.setRoundTripTime(milliseconds: 0)
+            relaying.cancel()
+            _ = await relaying.result
+            await producer.shutdown()
+        }
+    }
+
     /// A record the producer refuses for its size would be refused on every pass: its row moves to
     /// the dead letters with the reason, and the events after it, of its aggregate and others, go on.
     @Test func aRecordRefusedForWhatItIsIsDeadLetteredAndTheRestGoOn() async throws {
