@@ -109,7 +109,11 @@ struct AssistsBench: AsyncParsableCommand {
         // else the machine is doing.
         let (serviceBefore, databaseBefore) = (BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.clusterCPUSeconds(cluster))
         let notifierBefore = BenchProcesses.cpuSeconds(pids[1])
+        let spreadStarted = Date()
         let spreadRun = try await Wrk.run(base: assists, lines: spreadLines, connections: connections, seconds: seconds)
+        // Whether the notifications kept up inside the window or left work for after it, which
+        // the CPU per help and the rate would then not count.
+        let behind = try await notificationsBehind(cluster, since: spreadStarted)
         let helpsDone = Double(spreadRun.requests - spreadRun.failed)
         let serviceCPU = (BenchProcesses.cpuSeconds(pids[0]) - serviceBefore) / helpsDone * 1e6
         let databaseCPU = (BenchProcesses.clusterCPUSeconds(cluster) - databaseBefore) / helpsDone * 1e6
@@ -196,13 +200,16 @@ struct AssistsBench: AsyncParsableCommand {
         print("half saturation: PostgreSQL's active backends, \(waits.total) samples every 50 ms: " + waits.summary)
         print(String(format: "CPU per help (spread, whole pipeline): assists %.0f µs, notifications %.0f µs, PostgreSQL (both databases) %.0f µs",
                      serviceCPU, notifierCPU, databaseCPU))
+        print(String(format: "spread saturation: when wrk stopped, notifications had %d of its %d helps' events still to take up; caught up %.1f s later",
+                     behind.waiting, behind.written, behind.caughtUpSeconds))
         print(String(format: "spread ÷ pgbench = %.2f (target ≥ 0.80); hot ÷ spread = %.2f (target ≥ 0.50); %d of %d notifications seen after the help's response, %d more before it was read",
                      spreadRun.rate / reference, hotRun.rate / spreadRun.rate, half.notified, half.sent, half.notifiedBeforeResponse))
         try BenchResults.record([
             ("assists.helps_vs_pgbench", ["value": spreadRun.rate, "reference": reference, "ratio": spreadRun.rate / reference,
                                           "target_ratio": 0.8, "p50_ms": spreadRun.p50, "p99_ms": spreadRun.p99,
                                           "service_cpu_us_per_help": serviceCPU, "notifications_cpu_us_per_help": notifierCPU,
-                                          "database_cpu_us_per_help": databaseCPU]),
+                                          "database_cpu_us_per_help": databaseCPU, "notifications_behind_at_end": Double(behind.waiting),
+                                          "notifications_caught_up_s": behind.caughtUpSeconds]),
             ("assists.hot_task_helps_per_s", ["value": hotRun.rate, "reference": spreadRun.rate, "ratio": hotRun.rate / spreadRun.rate,
                                               "target_ratio": 0.5, "p50_ms": hotRun.p50, "p99_ms": hotRun.p99]),
             ("assists.sustained_latency", ["rate": sustained.rate, "p50_ms": sustained.latency.p50, "p99_ms": sustained.latency.p99,
@@ -217,6 +224,34 @@ struct AssistsBench: AsyncParsableCommand {
                                                   "lock_wait_percent": waits.share("Lock:") * 100, "client_read_percent": waits.share("Client:") * 100]),
         ], to: output)
         succeeded = true
+    }
+
+    /// How many of the AssistRecorded events written since `since` the notifications consumer had
+    /// not yet taken up now, and how long after now it had them all (at most 60 s).
+    func notificationsBehind(_ cluster: EphemeralPostgres, since: Date) async throws -> (written: Int, waiting: Int, caughtUpSeconds: Double) {
+        let stopped = ContinuousClock.now
+        let (written, handled) = try await PostgresPool.using(cluster.adminConfiguration.with(database: "assists")) { assists in
+            try await PostgresPool.using(cluster.adminConfiguration.with(database: "notifications")) { notifications in
+                func handled() async throws -> Int {
+                    try await notifications.query("""
+                        SELECT count(*)::int8 AS n FROM inbox
+                        WHERE consumer = 'notifications' AND event_type = 'assists.AssistRecorded.v1' AND handled_at >= \(since)
+                        """).single().decode("n", as: Int.self)
+                }
+                let atEnd = try await handled()
+                let written = try await assists.query("""
+                    SELECT count(*)::int8 AS n FROM outbox_history WHERE event_type = 'assists.AssistRecorded.v1' AND created_at >= \(since)
+                    """).single().decode("n", as: Int.self)
+                var now = atEnd
+                while now < written, ContinuousClock.now - stopped < .seconds(60) {
+                    try await Task.sleep(for: .milliseconds(100))
+                    now = try await handled()
+                }
+                return (written, atEnd)
+            }
+        }
+        let caughtUp = ContinuousClock.now - stopped
+        return (written, max(0, written - handled), Double(caughtUp.components.seconds) + Double(caughtUp.components.attoseconds) / 1e18)
     }
 
     /// The stages of the half-saturation run's AssistRecorded events, from the help's commit
