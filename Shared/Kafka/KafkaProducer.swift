@@ -377,12 +377,6 @@ extension KafkaProducer {
 public struct KafkaDeliveries: Sendable {
     let batch: ProducerCallbackContext.BatchWaiter?
 
-    /// One outcome per record, in the order they were handed over. Await it once.
-    ///
-    /// A producer that never times records out (`messageTimeoutMilliseconds = 0`) reports nothing
-    /// while the broker is down, so a cancelled task stops waiting: it gets the reports that
-    /// arrive within `cancellationGrace` (a service stopping normally loses none), the records
-    /// still unreported then failing with `KafkaError.notAwaited` (they may yet be delivered).
     /// Whether every record has been reported: `outcomes()` would return at once.
     public var isReported: Bool { batch?.isReported ?? true }
 
@@ -394,6 +388,12 @@ public struct KafkaDeliveries: Sendable {
         batch.whenReported(body)
     }
 
+    /// One outcome per record, in the order they were handed over. Await it once.
+    ///
+    /// A producer that never times records out (`messageTimeoutMilliseconds = 0`) reports nothing
+    /// while the broker is down, so a cancelled task stops waiting: it gets the reports that
+    /// arrive within `cancellationGrace` (a service stopping normally loses none), the records
+    /// still unreported then failing with `KafkaError.notAwaited` (they may yet be delivered).
     public func outcomes(cancellationGrace: Duration = .seconds(3)) async -> [Result<KafkaDeliveryReport, KafkaError>] {
         guard let batch else { return [] }
         return await withTaskCancellationHandler {
