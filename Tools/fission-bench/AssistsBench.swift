@@ -242,16 +242,11 @@ struct AssistsBench: AsyncParsableCommand {
                 let written = try await assists.query("""
                     SELECT count(*)::int8 AS n FROM outbox_history WHERE event_type = 'assists.AssistRecorded.v1' AND created_at >= \(since)
                     """).single().decode("n", as: Int.self)
-                var now = atEnd
-                while now < written, ContinuousClock.now - stopped < .seconds(60) {
-                    try await Task.sleep(for: .milliseconds(100))
-                    now = try await handled()
-                }
+                _ = try await eventually(timeout: .seconds(60)) { try await handled() >= written }
                 return (written, atEnd)
             }
         }
-        let caughtUp = ContinuousClock.now - stopped
-        return (written, max(0, written - handled), Double(caughtUp.components.seconds) + Double(caughtUp.components.attoseconds) / 1e18)
+        return (written, max(0, written - handled), (ContinuousClock.now - stopped).inSeconds)
     }
 
     /// The stages of the half-saturation run's AssistRecorded events, from the help's commit
