@@ -247,6 +247,52 @@ struct OutboxTests {
         }
     }
 
+    /// A backlog committed before the relay starts, in an outbox never analyzed (a new service, or
+    /// rows piled up while the broker was away): the relay walks the primary key rather than
+    /// scanning and sorting every waiting row for each batch, and vacuums once it has caught up,
+    /// not after every 1,000 rows while the backlog drains (each vacuum scans every waiting row's
+    /// index entries).
+    @Test func aBacklogIsReadOnThePrimaryKeyAndVacuumedOnceCaughtUp() async throws {
+        let broker = try KafkaLocalBroker()
+        try broker.createTopic(Topics.campaign.name, partitions: 4)
+        try await withKitDatabase { pool in
+            let campaign = CampaignID()
+            for chunk in stride(from: 0, to: 6_000, by: 500) {
+                let records = try (chunk..<chunk + 500).map { try Outbox.Record(stockReserved(campaign: campaign, sequence: $0)) }
+                try await pool.withConnection { try await Outbox.append(records, on: $0) }
+            }
+            func outboxStatistics() async throws -> (sequentialScans: Int, indexScans: Int, vacuums: Int) {
+                let row = try await pool.query(
+                    "SELECT seq_scan, idx_scan, vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'").single()
+                return (try row.decode("seq_scan"), try row.decode("idx_scan"), try row.decode("vacuum_count"))
+            }
+            let before = try await outboxStatistics()
+            var options = OutboxRelay.Options()
+            // Idle reads keep coming, so the relay's backend reports its statistics (at most once a
+            // second, at a transaction's end).
+            options.idleWait = .milliseconds(200)
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer, options: options)
+            let relaying = Task { try await relay.run() }
+            // Counted in the archive: a count of the outbox would scan it.
+            #expect(try await eventually(timeout: .seconds(60)) {
+                try await pool.query("SELECT count(*) AS c FROM outbox_published").single().decode("c", as: Int.self) == 6_000
+            })
+            // Six batches read and moved by key (twelve index scans at least, and a read that found
+            // the outbox drained) have reached the statistics, and the vacuum once caught up.
+            #expect(try await eventually(timeout: .seconds(30)) {
+                let now = try await outboxStatistics()
+                return now.vacuums > before.vacuums && now.indexScans - before.indexScans >= 13
+            }, "vacuumed once caught up")
+            let after = try await outboxStatistics()
+            #expect(after.sequentialScans == before.sequentialScans, "no read scanned the outbox")
+            #expect(after.vacuums - before.vacuums < 6, "\(after.vacuums - before.vacuums) vacuums: not one per 1,000 rows drained")
+            relaying.cancel()
+            _ = await relaying.result
+            await producer.shutdown()
+        }
+    }
+
     /// A record the producer refuses for its size would be refused on every pass: its row moves to
     /// the dead letters with the reason, and the events after it, of its aggregate and others, go on.
     @Test func aRecordRefusedForWhatItIsIsDeadLetteredAndTheRestGoOn() async throws {

@@ -75,7 +75,9 @@ struct RelayBench: AsyncParsableCommand {
         let relay = OutboxRelay(service: "bench", pool: pool, producer: producer, options: options, logger: logger)
         let start = ContinuousClock.now
         let running = Task { try await relay.run() }
-        while try await pool.query("SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL").single().decode("n", as: Int.self) > 0 {
+        // The lowest id left, through the primary key: a count scanned the whole outbox every 20 ms
+        // and took about a third of the server's time in the relay's window.
+        while try await pool.query("SELECT min(id) AS first FROM outbox").single().decode("first", as: Int64?.self) != nil {
             try await Task.sleep(for: .milliseconds(20))
         }
         let relayRate = Double(events) / (ContinuousClock.now - start).inSeconds
