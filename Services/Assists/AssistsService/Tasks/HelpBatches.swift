@@ -209,8 +209,10 @@ extension TaskBook {
         // One statement, sent with the `COMMIT`. A write that did not go as the batch read it
         // (another help came first through `TaskBook.help`, a helper who already helped) aborts
         // the transaction (`.helpBatchConflict`) and the batch's helps are taken alone.
-        try await connection.queryCommitting([
-            """
+        // Planned once: its arrays made the server plan it for every batch (218 µs of planning
+        // on 1,560 µs of execution, under the assists benchmark); every row it touches is found
+        // by key.
+        let write: PostgresQuery = """
             WITH moved AS (
                 UPDATE tasks SET price_now = m.price_now, helper_count = m.helper_count, status = m.status,
                     pay_by = NULLIF(m.pay_by, '')::timestamptz, ended_at = CASE WHEN m.status = 'completed' THEN now() END
@@ -236,8 +238,8 @@ extension TaskBook {
             appended AS (\(Outbox.insertion(of: events)))\(cancellation)
             SELECT CASE WHEN (SELECT count(*) FROM moved) <> \(finals.count) OR (SELECT count(*) FROM helped) <> \(helpRows.count)
                         THEN abort_help(\(SQLState.helpBatchConflict.rawValue), 'the batch did not go as it read') END
-            """,
-        ])
+            """
+        try await connection.queryCommitting([write.plannedOnce()])
         Outbox.wakeRelay(afterCommitOn: connection)
         return outcomes
     }
