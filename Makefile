@@ -44,6 +44,7 @@ bench:
 	.build/release/fission-bench kafka
 	.build/release/fission-bench assists
 	.build/release/fission-bench relay
+	.build/release/fission-bench events
 	.build/release/fission-bench orders
 	.build/release/fission-bench services
 	.build/release/fission-bench report

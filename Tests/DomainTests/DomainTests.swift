@@ -262,3 +262,100 @@ struct EventJSONTests {
         #expect(place { try EventJSONEncoder.encode(nested) } == place { try EventCoding.encoder().encode(nested) })
     }
 }
+
+@Suite("Event JSON decoding")
+struct EventJSONDecodingTests {
+    typealias Awkward = EventJSONTests.Awkward
+
+    static func foundation<T: Decodable>(_ type: T.Type, _ text: String) -> Result<T, any Error> {
+        Result { try EventCoding.decoder().decode(T.self, from: Data(text.utf8)) }
+    }
+
+    static func ours<T: Decodable>(_ type: T.Type, _ text: String) -> Result<T, any Error> {
+        Result { try EventJSONDecoder.decode(T.self, from: Array(text.utf8)) }
+    }
+
+    /// What went wrong, where: the kind of `DecodingError` and its coding path.
+    static func failure<T>(_ result: Result<T, any Error>) -> String? {
+        guard case .failure(let error) = result else { return nil }
+        switch error as? DecodingError {
+        case .keyNotFound(let key, let context)?: return "keyNotFound \(key.stringValue) at \(context.codingPath.map(\.stringValue))"
+        case .valueNotFound(_, let context)?: return "valueNotFound at \(context.codingPath.map(\.stringValue))"
+        case .typeMismatch(_, let context)?: return "typeMismatch at \(context.codingPath.map(\.stringValue))"
+        case .dataCorrupted(let context)?: return "dataCorrupted at \(context.codingPath.map(\.stringValue))"
+        default: return "\(error)"
+        }
+    }
+
+    /// Every kind of value Foundation decodes specially (dates, data, URLs, floats, unsigned,
+    /// dictionaries, nested arrays, enums, optionals), from Foundation's own output and from
+    /// text written with whitespace, escapes and reordered keys.
+    @Test func readsWhatFoundationReads() throws {
+        let controls = String(decoding: (0..<0x20).map { UInt8($0) }, as: UTF8.self)
+        let value = Awkward(
+            text: controls + "\"\\/ é 😀 \u{2028} \u{7f}", zeta: 0.1, alpha: [1, -0.0, 1e-7, 1e20, 123456789012, 2.5, .pi],
+            small: 0.1, big: .max, negative: .min, flag: true, missing: nil, when: Date(timeIntervalSince1970: 1_764_547_200.125),
+            byKey: ["b": 2, "B": 1, "a10": 3, "é": 5], nested: [[Awkward.Inner(b: 1, A: "x")], [], [Awkward.Inner(b: -2, A: nil)]],
+            shade: .dark, data: Data([0, 1, 2, 250]), link: URL(string: "https://fission.example/s/abc?x=1&y=/2")!, empty: [:],
+            priceNow: 1, pricedAt: 2)
+        let written = try EventCoding.encoder().encode(value)
+        #expect(try EventJSONDecoder.decode(Awkward.self, from: Array(written)) == value)
+        let handWritten = #"""
+             { "pricedAt" : 2e0, "priceNow": 10E-1, "empty": {}, "link": "https:\/\/fission.example\/x", "data": "AAEC+g==",
+               "shade": "light", "nested": [ [ {"b": -0, "A": "\u00e9\ud83d\ude00\n"} ] ], "byKey": {"\u0061": 1},
+               "when": "2026-12-01T08:00:00+08:00", "missing": null, "flag": false, "negative": -2147483648,
+               "big": 18446744073709551615, "small": 1.5, "alpha": [], "zeta": -1.25e-3, "text": "\"x\" \\ \t", "extra": [{"deep": [null]}] }
+            """#
+        let ours = try Self.ours(Awkward.self, handWritten).get()
+        #expect(ours == (try Self.foundation(Awkward.self, handWritten).get()))
+        #expect(ours.nested[0][0].A == "é😀\n" && ours.byKey == ["a": 1] && ours.priceNow == 1 && ours.pricedAt == 2)
+    }
+
+    /// Foundation's rules where JSON leaves a choice: the first of two equal keys, whole numbers
+    /// written with a fraction or an exponent, escaped keys, null for an optional; and the same
+    /// kind of error at the same place when a value is missing, null or of the wrong type.
+    @Test func decidesAsFoundationDecides() {
+        struct Shape: Codable, Equatable {
+            struct Inner: Codable, Equatable { var n: Int; var s: String? }
+            var a: Int
+            var b: String?
+            var inner: Inner?
+            var list: [Inner]?
+        }
+        let texts = [
+            #"{"a":1,"a":2}"#, #"{"a":1.0}"#, #"{"a":1e2}"#, #"{"a":-0}"#, #"{"\u0061":3}"#, #"{"a":1,"b":null}"#,
+            #"{"a":1.5}"#, #"{"a":99999999999999999999}"#, #"{"a":null}"#, #"{"b":"x"}"#, #"{"a":"1"}"#, #"{"a":true}"#,
+            #"{"a":1,"b":2}"#, #"{"a":1,"inner":{"s":"x"}}"#, #"{"a":1,"inner":{"n":null}}"#, #"{"a":1,"inner":[]}"#,
+            #"{"a":1,"list":[{"n":1},{"n":"2"}]}"#, #"{"a":1,"list":[{"n":1},null]}"#, #"{"a":1,"list":{}}"#, #"[1]"#, #""a""#,
+            #"{"a":1,"b":"\ud800"}"#, #"{"a":1,"b":"\udc00\ud800"}"#,
+        ]
+        for text in texts {
+            let (ours, foundation) = (Self.ours(Shape.self, text), Self.foundation(Shape.self, text))
+            #expect((try? ours.get()) == (try? foundation.get()), "\(text)")
+            // Foundation does not say where a number does not fit its type; ours does.
+            let notFitting = Self.failure(foundation) == "dataCorrupted at []" && Self.failure(ours)?.hasPrefix("dataCorrupted at [") == true
+            #expect(Self.failure(ours) == Self.failure(foundation) || notFitting, "\(text)")
+        }
+    }
+
+    /// Text that is not JSON is refused even where Foundation lets it through; nothing is half
+    /// read from it.
+    @Test func refusesWhatIsNotJSON() {
+        struct Small: Codable { var a: Int }
+        let lenientInFoundation = [
+            #"{"a":1,}"#, "{\"a\":1,\"x\":\"\u{1}\"}", #"{"a":1,"x":01}"#, #"{"a":1,"x":"\q"}"#, #"{"a":1,"x":1.}"#,
+            #"{"a":1,"x":-}"#, #"{"a":1,"x":[1,2,]}"#, #"{"a":1,"x":"\u00zz"}"#,
+        ]
+        for text in lenientInFoundation {
+            #expect((try? Self.foundation(Small.self, text).get()) != nil, "Foundation reads \(text)")
+            #expect(Self.failure(Self.ours(Small.self, text)) == "dataCorrupted at []", "\(text)")
+        }
+        var invalidUTF8 = Array(#"{"a":1,"x":"é"}"#.utf8)
+        invalidUTF8[invalidUTF8.count - 3] = 0xFF
+        #expect(throws: DecodingError.self) { try EventJSONDecoder.decode(Small.self, from: invalidUTF8) }
+        for text in ["", " ", "{", #"{"a":1} x"#, #"{"a":1"#, #"{"a" 1}"#, #"{a:1}"#, "[" + String(repeating: "[", count: 600) + "]", #"{"a":tru}"#] {
+            #expect(Self.failure(Self.ours(Small.self, text)) == "dataCorrupted at []", "\(text)")
+            #expect(Self.failure(Self.foundation(Small.self, text)) != nil, "\(text)")
+        }
+    }
+}

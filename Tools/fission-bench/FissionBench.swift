@@ -10,7 +10,7 @@ struct FissionBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fission-bench",
         abstract: "Benchmarks of Fission against reference tools, run on this machine.",
-        subcommands: [KafkaBench.self, AssistsBench.self, RelayBench.self, ServicesBench.self, OrdersBench.self, BenchReport.self]
+        subcommands: [KafkaBench.self, AssistsBench.self, RelayBench.self, ServicesBench.self, OrdersBench.self, EventsBench.self, BenchReport.self]
     )
 }
 

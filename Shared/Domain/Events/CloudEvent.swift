@@ -82,13 +82,14 @@ public enum EventCoding {
         try EventJSONEncoder.encode(value)
     }
 
-    public static func decode<Payload: DomainEvent>(_ type: Payload.Type, from bytes: some Sequence<UInt8>) throws -> CloudEvent<Payload> {
-        try decoder().decode(CloudEvent<Payload>.self, from: Data(bytes))
+    /// The value `decoder()` would read, read by `EventJSONDecoder` (half the time or less).
+    public static func decode<Payload: DomainEvent>(_ type: Payload.Type, from bytes: [UInt8]) throws -> CloudEvent<Payload> {
+        try EventJSONDecoder.decode(CloudEvent<Payload>.self, from: bytes)
     }
 
     /// The envelope of an event of any type.
-    public static func decodeHeader(from bytes: some Sequence<UInt8>) throws -> CloudEventHeader {
-        try decoder().decode(CloudEventHeader.self, from: Data(bytes))
+    public static func decodeHeader(from bytes: [UInt8]) throws -> CloudEventHeader {
+        try EventJSONDecoder.decode(CloudEventHeader.self, from: bytes)
     }
 
     /// `2026-11-23T08:00:00Z` or `2026-11-23T08:00:00.125Z`.

@@ -307,7 +307,7 @@ public final class InboxConsumer: Service, Sendable {
 
     private static func envelopeType(_ value: [UInt8]) -> String? {
         struct TypeOnly: Decodable { var type: String }
-        return try? JSONDecoder().decode(TypeOnly.self, from: Data(value)).type
+        return try? EventJSONDecoder.decode(TypeOnly.self, from: value).type
     }
 
     /// Publishes the message to `dlq.<group>` with why, where it came from and its original
