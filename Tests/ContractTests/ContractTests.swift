@@ -97,7 +97,6 @@ struct ContractTests {
         }
         // Most damage is caught alike; the rest is Foundation's leniency, not a different reading.
         #expect(same > notJSON * 4, "\(same) alike, \(notJSON) refused as not JSON")
-        print("damaged events: \(same) alike, \(notJSON) refused as not JSON")
     }
 
     func decodesWithUnknownFields<Payload: DomainEvent>(_ type: Payload.Type) throws {

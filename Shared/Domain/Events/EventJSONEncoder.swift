@@ -20,7 +20,7 @@ public enum EventJSONEncoder {
 }
 
 /// A JSON value before it is written; objects keep their keys in encoding order until written.
-private indirect enum JSONTree {
+private enum JSONTree {
     /// Written as is (numbers, `true`, `false`, `null`).
     case literal(String)
     case string(String)

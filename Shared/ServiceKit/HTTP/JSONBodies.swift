@@ -39,10 +39,12 @@ extension JSONDecoder {
     public static var fission: JSONDecoder { EventCoding.decoder() }
 }
 
-/// Decodes a JSON body; malformed JSON or a missing/mistyped field is a 400 naming the field.
+/// Decodes a JSON body as events are decoded (`EventJSONDecoder`: what `JSONDecoder.fission`
+/// reads, faster, and nothing that is not JSON); malformed JSON or a missing/mistyped field is
+/// a 400 naming the field.
 public func decodeBody<T: Decodable>(_ type: T.Type, from bytes: ByteBuffer) throws -> T {
     do {
-        return try JSONDecoder.fission.decode(T.self, from: Data(bytes.readableBytesView))
+        return try EventJSONDecoder.decode(T.self, from: Array(bytes.readableBytesView))
     } catch let DecodingError.keyNotFound(key, context) {
         throw Problem.invalidField((context.codingPath + [key]).map(\.stringValue).joined(separator: "."), "is required")
     } catch let DecodingError.typeMismatch(_, context) {
