@@ -281,6 +281,7 @@ let package = Package(
             dependencies: [
                 "ServiceKit", "Domain", "Kafka", "Postgres", "FissionTesting", "FissionCommand",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             path: "Tests/ServiceKitTests",
             swiftSettings: strict

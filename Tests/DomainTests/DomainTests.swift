@@ -338,6 +338,20 @@ struct EventJSONDecodingTests {
         }
     }
 
+    /// Tokens' times: seconds since 1970, whole or not, as Foundation's `.secondsSince1970` reads them.
+    @Test func readsSecondsSince1970AsFoundationDoes() {
+        struct Claims: Codable, Equatable { var exp: Date; var iat: Date?; var sub: String }
+        let foundation = JSONDecoder()
+        foundation.dateDecodingStrategy = .secondsSince1970
+        for text in [#"{"exp":1764547200,"iat":1764547100.5,"sub":"u"}"#, #"{"exp":1.7645472e9,"sub":"u","iat":null}"#,
+                     #"{"exp":"2026-12-01T00:00:00Z","sub":"u"}"#, #"{"exp":-1,"sub":"u"}"#] {
+            let ours = Result { try EventJSONDecoder.decode(Claims.self, from: Array(text.utf8), dates: .secondsSince1970) }
+            let theirs = Result { try foundation.decode(Claims.self, from: Data(text.utf8)) }
+            #expect((try? ours.get()) == (try? theirs.get()), "\(text)")
+            #expect(Self.failure(ours) == Self.failure(theirs), "\(text)")
+        }
+    }
+
     /// Text that is not JSON is refused even where Foundation lets it through; nothing is half
     /// read from it.
     @Test func refusesWhatIsNotJSON() {

@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import JWTKit
 import Kafka
 import Logging
 import Postgres
@@ -146,6 +147,29 @@ struct HTTPTests {
         #expect(try await verifier.verify(shortLived).roles == [.merchant])
         try await Task.sleep(for: .milliseconds(4_200))
         await #expect(throws: (any Error).self, "a remembered token expires with its claims") { try await verifier.verify(shortLived) }
+    }
+
+    /// Production tokens: signed by an identity provider's key (ES256 here), named by `kid`, and
+    /// verified against its public key; a token signed by another key proves nothing.
+    @Test func tokensSignedByAnIdentityProvidersKeyAreVerifiedWithItsPublicKey() async throws {
+        struct ProviderClaims: JWTPayload {
+            var sub: SubjectClaim
+            var exp: ExpirationClaim
+            var iat: IssuedAtClaim
+            var roles: [String]
+            func verify(using algorithm: some JWTAlgorithm) async throws {}
+        }
+        let (providerKey, otherKey) = (ES256PrivateKey(), ES256PrivateKey())
+        let provider = await JWTKeyCollection().add(ecdsa: providerKey, kid: "key-0")
+        let impostor = await JWTKeyCollection().add(ecdsa: otherKey, kid: "key-0")
+        let verifier = try await TokenVerifier(.publicKeysPEM([providerKey.publicKey.pemRepresentation]))
+        let claims = ProviderClaims(
+            sub: "u-provider", exp: ExpirationClaim(value: Date().addingTimeInterval(600)), iat: IssuedAtClaim(value: Date()), roles: ["merchant"])
+        #expect(try await verifier.verify(try await provider.sign(claims, kid: "key-0")) == Identity(userID: "u-provider", roles: [.merchant]))
+        await #expect(throws: (any Error).self) { try await verifier.verify(try await impostor.sign(claims, kid: "key-0")) }
+        var expired = claims
+        expired.exp = ExpirationClaim(value: Date().addingTimeInterval(-1))
+        await #expect(throws: (any Error).self) { try await verifier.verify(try await provider.sign(expired, kid: "key-0")) }
     }
 
     @Test func headerValuesLoseOnlyTheirOptionalWhitespace() {

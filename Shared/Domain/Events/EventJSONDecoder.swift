@@ -17,8 +17,15 @@ import TextCoding
 /// here those are not JSON, so the event is undecodable (dead-lettered) rather than half read.
 /// Tests compare the two on every contract example and on thousands of damaged copies.
 public enum EventJSONDecoder {
-    public static func decode<Value: Decodable>(_ type: Value.Type, from bytes: [UInt8]) throws -> Value {
-        let document = try JSONDocument(bytes)
+    /// How times are written: RFC 3339 text in events and APIs; seconds since 1970 in tokens
+    /// (JWT's `NumericDate`, Foundation's `.secondsSince1970`).
+    public enum Dates: Sendable {
+        case rfc3339
+        case secondsSince1970
+    }
+
+    public static func decode<Value: Decodable>(_ type: Value.Type, from bytes: [UInt8], dates: Dates = .rfc3339) throws -> Value {
+        let document = try JSONDocument(bytes, dates: dates)
         return try NodeDecoder.value(Value.self, at: 0, in: document, parent: nil, key: nil)
     }
 }
@@ -44,9 +51,11 @@ private struct JSONNode {
 private final class JSONDocument {
     let bytes: [UInt8]
     let nodes: [JSONNode]
+    let dates: EventJSONDecoder.Dates
 
-    init(_ bytes: [UInt8]) throws {
+    init(_ bytes: [UInt8], dates: EventJSONDecoder.Dates) throws {
         self.bytes = bytes
+        self.dates = dates
         self.nodes = try bytes.withUnsafeBufferPointer { buffer in
             var parser = JSONParser(buffer: buffer)
             return try parser.parse()
@@ -353,6 +362,9 @@ private final class NodeDecoder: Decoder, SingleValueDecodingContainer {
         if Value.self == Int.self { return try integer(Int.self, at: node, in: document, parent, key) as! Value }
         if Value.self == Bool.self { return try bool(at: node, in: document, parent, key) as! Value }
         if Value.self == Date.self {
+            if document.dates == .secondsSince1970 {
+                return Date(timeIntervalSince1970: try floating(Double.self, at: node, in: document, parent, key)) as! Value
+            }
             let text = try string(at: node, in: document, parent, key)
             guard let date = EventCoding.parseTimestamp(text) else {
                 throw DecodingError.dataCorrupted(.init(codingPath: path(parent, key), debugDescription: "'\(text)' is not an RFC 3339 timestamp"))
