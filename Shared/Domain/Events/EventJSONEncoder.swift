@@ -64,20 +64,33 @@ private final class ArrayBox {
 }
 
 private final class ObjectBox {
-    var entries: [(key: String, value: JSONTree)] = []
+    /// Room for a typical event's fields at once: growing one append at a time cost four or
+    /// five reallocations an object.
+    var entries: [(key: String, value: JSONTree)] = {
+        var entries: [(key: String, value: JSONTree)] = []
+        entries.reserveCapacity(16)
+        return entries
+    }()
 
     /// By key in code-point order, as Foundation sorts them; a key encoded twice keeps its last
-    /// value, as in Foundation's dictionary of entries.
+    /// value, as in Foundation's dictionary of entries. Sorted in place (insertion sort, stable:
+    /// objects have a handful of keys).
     func sortedEntries() -> [(key: String, value: JSONTree)] {
-        let sorted = entries.enumerated().sorted { left, right in
-            left.element.key != right.element.key ? left.element.key < right.element.key : left.offset < right.offset
+        var sorted = entries
+        for index in sorted.indices.dropFirst() {
+            var place = index
+            while place > 0, sorted[index].key < sorted[place - 1].key { place -= 1 }
+            if place != index { sorted.insert(sorted.remove(at: index), at: place) }
         }
-        var result: [(key: String, value: JSONTree)] = []
-        result.reserveCapacity(sorted.count)
-        for (_, entry) in sorted {
-            if let last = result.last, last.key == entry.key { result[result.count - 1] = entry } else { result.append(entry) }
+        var last = 0
+        for index in sorted.indices.dropFirst() {
+            if sorted[index].key == sorted[last].key { sorted[last] = sorted[index] } else {
+                last += 1
+                sorted[last] = sorted[index]
+            }
         }
-        return result
+        if !sorted.isEmpty { sorted.removeLast(sorted.count - last - 1) }
+        return sorted
     }
 }
 
