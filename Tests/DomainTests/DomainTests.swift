@@ -309,6 +309,10 @@ struct EventJSONDecodingTests {
         let ours = try Self.ours(Awkward.self, handWritten).get()
         #expect(ours == (try Self.foundation(Awkward.self, handWritten).get()))
         #expect(ours.nested[0][0].A == "é😀\n" && ours.byKey == ["a": 1] && ours.priceNow == 1 && ours.pricedAt == 2)
+        // Decimals are numbers in JSON, as Foundation reads them (not Decimal's own keyed form).
+        struct Priced: Codable, Equatable { var amount: Decimal; var amounts: [Decimal] }
+        let priced = #"{"amount": 12.50, "amounts": [0.1, -3, 1e3]}"#
+        #expect(try Self.ours(Priced.self, priced).get() == (try Self.foundation(Priced.self, priced).get()))
     }
 
     /// Foundation's rules where JSON leaves a choice: the first of two equal keys, whole numbers
