@@ -23,127 +23,27 @@ public struct PostgresStringMap: PostgresEncodable, PostgresDecodable, Hashable 
         return String(decoding: output, as: UTF8.self)
     }
 
+    /// JSON text as PostgreSQL prints `jsonb` (`{"a": "b", "c": "d"}`), or any other valid
+    /// spelling of an object of strings (read by `JSONNodes`; a key given twice keeps its last value).
     public static func decode(postgresText text: String, type: PostgresType) throws(PostgresDecodingFailure) -> PostgresStringMap {
         guard type == .json || type == .jsonb || type == .text else { throw .typeMismatch(Self.self, type) }
-        var reader = Reader(bytes: Array(text.utf8))
-        return PostgresStringMap(try reader.object())
-    }
-
-    /// JSON text as PostgreSQL prints `jsonb` (`{"a": "b", "c": "d"}`), or any other valid
-    /// spelling of an object of strings.
-    private struct Reader {
-        let bytes: [UInt8]
-        var at = 0
-
-        mutating func object() throws(PostgresDecodingFailure) -> [String: String] {
+        do {
+            let json = try JSONNodes(Array(text.utf8))
+            guard json.nodes[0].kind == .object else { throw PostgresDecodingFailure("not a JSON object of strings: not an object") }
             var map: [String: String] = [:]
-            skipSpace()
-            try expect(UInt8(ascii: "{"))
-            skipSpace()
-            if peek() == UInt8(ascii: "}") {
-                at += 1
-            } else {
-                while true {
-                    skipSpace()
-                    let key = try string()
-                    skipSpace()
-                    try expect(UInt8(ascii: ":"))
-                    skipSpace()
-                    map[key] = try string()
-                    skipSpace()
-                    if peek() == UInt8(ascii: ",") {
-                        at += 1
-                        continue
-                    }
-                    try expect(UInt8(ascii: "}"))
-                    break
+            var member = 1
+            for _ in 0..<json.nodes[0].count {
+                guard json.nodes[member + 1].kind == .string else {
+                    throw PostgresDecodingFailure("not a JSON object of strings: '\(try json.text(of: member))' is not a string")
                 }
+                map[try json.text(of: member)] = try json.text(of: member + 1)
+                member = json.nodes[member + 1].next
             }
-            skipSpace()
-            guard at == bytes.count else { throw failure("text after the object") }
-            return map
-        }
-
-        private func peek() -> UInt8? { at < bytes.count ? bytes[at] : nil }
-
-        private func failure(_ what: String) -> PostgresDecodingFailure {
-            PostgresDecodingFailure("not a JSON object of strings: \(what) at byte \(at)")
-        }
-
-        private mutating func skipSpace() {
-            while let byte = peek(), byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D { at += 1 }
-        }
-
-        private mutating func expect(_ byte: UInt8) throws(PostgresDecodingFailure) {
-            guard peek() == byte else { throw failure("expected '\(Character(Unicode.Scalar(byte)))'") }
-            at += 1
-        }
-
-        private mutating func string() throws(PostgresDecodingFailure) -> String {
-            try expect(UInt8(ascii: "\""))
-            var output: [UInt8] = []
-            while let byte = peek() {
-                at += 1
-                switch byte {
-                case UInt8(ascii: "\""):
-                    // The bytes came from a Swift string and escapes decode to whole scalars.
-                    return String(decoding: output, as: UTF8.self)
-                case UInt8(ascii: "\\"):
-                    guard let escaped = peek() else { break }
-                    at += 1
-                    switch escaped {
-                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): output.append(escaped)
-                    case UInt8(ascii: "b"): output.append(0x08)
-                    case UInt8(ascii: "f"): output.append(0x0C)
-                    case UInt8(ascii: "n"): output.append(0x0A)
-                    case UInt8(ascii: "r"): output.append(0x0D)
-                    case UInt8(ascii: "t"): output.append(0x09)
-                    case UInt8(ascii: "u"): output += Array(String(try unicodeEscape()).utf8)
-                    default: throw failure("unknown escape")
-                    }
-                case 0..<0x20:
-                    throw failure("control character in a string")
-                default:
-                    output.append(byte)
-                }
-            }
-            throw failure("unterminated string")
-        }
-
-        /// The scalar of `\uXXXX` (the `\u` read), joining a surrogate pair.
-        private mutating func unicodeEscape() throws(PostgresDecodingFailure) -> Character {
-            let first = try hex4()
-            if (0xD800..<0xDC00).contains(first) {
-                try expect(UInt8(ascii: "\\"))
-                try expect(UInt8(ascii: "u"))
-                let second = try hex4()
-                guard (0xDC00..<0xE000).contains(second),
-                      let scalar = Unicode.Scalar(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)) else {
-                    throw failure("broken surrogate pair")
-                }
-                return Character(scalar)
-            }
-            guard let scalar = Unicode.Scalar(first) else { throw failure("lone surrogate") }
-            return Character(scalar)
-        }
-
-        private mutating func hex4() throws(PostgresDecodingFailure) -> UInt32 {
-            var value: UInt32 = 0
-            for _ in 0..<4 {
-                guard let byte = peek(), let digit = Self.hexDigit(byte) else { throw failure("bad \\u escape") }
-                value = value << 4 | digit
-                at += 1
-            }
-            return value
-        }
-
-        private static func hexDigit(_ byte: UInt8) -> UInt32? {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(byte - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(byte - UInt8(ascii: "a") + 10)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(byte - UInt8(ascii: "A") + 10)
-            default: nil
-            }
+            return PostgresStringMap(map)
+        } catch let failure as PostgresDecodingFailure {
+            throw failure
+        } catch {
+            throw PostgresDecodingFailure("not a JSON object of strings: \(error)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TextCoding
 
 /// Decodes a value as `EventCoding.decoder()` does (Foundation's `JSONDecoder` with RFC 3339
 /// times): the same values from the same JSON, in less than half the time (`fission-bench
@@ -7,8 +8,8 @@ import Foundation
 /// Every consumed event is decoded once; Foundation's decoder was 15% of the notifications
 /// service's CPU under the assists benchmark, 64 µs an `AssistRecorded`, spread thin over
 /// reference counting, generic metadata and hashing of keys. This one reads the bytes once into
-/// a flat list of nodes (no strings made for keys, no dictionaries), then hands out containers
-/// that find a key by comparing bytes and make a string only for a value asked for.
+/// a flat list of nodes (`JSONNodes`: no strings made for keys, no dictionaries), then hands out
+/// containers that find a key by comparing bytes and make a string only for a value asked for.
 ///
 /// It keeps Foundation's decoding rules: unknown keys ignored, the first of two equal keys wins,
 /// `1.0` and `1e2` are integers but `1.5` is not, escaped keys match, null is missing for an
@@ -30,273 +31,42 @@ public enum EventJSONDecoder {
     }
 }
 
-/// A JSON value in the node list: containers are followed by their members (an object's as key,
-/// value, key, value...), and `next` is the index after the whole value, so a value is skipped
-/// in one step.
-private struct JSONNode {
-    enum Kind: UInt8 { case object, array, string, number, `true`, `false`, null }
-    var kind: Kind
-    /// Strings: the bytes between the quotes; numbers: the number's bytes.
-    var start: Int
-    var end: Int
-    /// Members of an object, elements of an array.
-    var count: Int
-    var next: Int
-    /// A string with a backslash in it: its text is not its bytes.
-    var escaped: Bool
-}
+private typealias JSONNode = JSONNodes.Node
 
-/// The parsed document: strict RFC 8259 JSON in UTF-8. Immutable once parsed (a `let` list
-/// of nodes: read without exclusivity checks).
+/// The parsed document (`JSONNodes`, shared with the `jsonb` string maps' reader) and how its
+/// times are written. Immutable once parsed (`let` lists: read without exclusivity checks).
 private final class JSONDocument {
     let bytes: [UInt8]
     let nodes: [JSONNode]
     let dates: EventJSONDecoder.Dates
 
     init(_ bytes: [UInt8], dates: EventJSONDecoder.Dates) throws {
-        self.bytes = bytes
-        self.dates = dates
-        self.nodes = try bytes.withUnsafeBufferPointer { buffer in
-            var parser = JSONParser(buffer: buffer)
-            return try parser.parse()
+        do {
+            let parsed = try JSONNodes(bytes)
+            (self.bytes, self.nodes) = (parsed.bytes, parsed.nodes)
+        } catch {
+            throw Self.notJSON(error)
         }
+        self.dates = dates
     }
 
-    static func invalid(_ reason: String) -> DecodingError {
-        .dataCorrupted(.init(codingPath: [], debugDescription: "The given data was not valid JSON: \(reason)."))
+    static func notJSON(_ error: JSONNodes.Invalid) -> DecodingError {
+        .dataCorrupted(.init(codingPath: [], debugDescription: "The given data was not valid JSON: \(error.reason).", underlyingError: error))
     }
 
-    /// The text of a string node.
+    /// The text of a string node (checked when parsed: this does not fail).
     func text(of index: Int) throws -> String {
-        try bytes.withUnsafeBufferPointer { try JSONParser.text(of: nodes[index], in: $0) }
+        do {
+            return try bytes.withUnsafeBufferPointer { (buffer) throws(JSONNodes.Invalid) -> String in try JSONNodes.text(of: nodes[index], in: buffer) }
+        } catch {
+            throw Self.notJSON(error)
+        }
     }
 
     /// A number node's text.
     func numberText(of index: Int) -> String {
         let node = nodes[index]
         return String(decoding: bytes[node.start..<node.end], as: UTF8.self)
-    }
-}
-
-/// Reads the bytes into nodes, checking as it goes.
-private struct JSONParser {
-    let buffer: UnsafeBufferPointer<UInt8>
-    var position = 0
-    var nodes: [JSONNode] = []
-
-    /// Foundation's limit too.
-    static let maxDepth = 512
-
-    init(buffer: UnsafeBufferPointer<UInt8>) {
-        self.buffer = buffer
-        nodes.reserveCapacity(64)
-    }
-
-    mutating func parse() throws -> [JSONNode] {
-        skipWhitespace()
-        try parseValue(depth: 0)
-        skipWhitespace()
-        guard position == buffer.count else { throw Self.invalid("unexpected text after the value at offset \(position)") }
-        return nodes
-    }
-
-    static func invalid(_ reason: String) -> DecodingError { JSONDocument.invalid(reason) }
-
-    private mutating func skipWhitespace() {
-        while position < buffer.count {
-            switch buffer[position] {
-            case 0x20, 0x09, 0x0A, 0x0D: position += 1
-            default: return
-            }
-        }
-    }
-
-    private mutating func parseValue(depth: Int) throws {
-        guard position < buffer.count else { throw Self.invalid("unexpected end") }
-        switch buffer[position] {
-        case UInt8(ascii: "{"): try parseContainer(.object, closing: UInt8(ascii: "}"), depth: depth)
-        case UInt8(ascii: "["): try parseContainer(.array, closing: UInt8(ascii: "]"), depth: depth)
-        case UInt8(ascii: "\""): try parseString()
-        case UInt8(ascii: "t"): try parseLiteral("true", .true)
-        case UInt8(ascii: "f"): try parseLiteral("false", .false)
-        case UInt8(ascii: "n"): try parseLiteral("null", .null)
-        default: try parseNumber()
-        }
-    }
-
-    /// An object's members (key, `:`, value) or an array's elements, separated by commas.
-    private mutating func parseContainer(_ kind: JSONNode.Kind, closing: UInt8, depth: Int) throws {
-        guard depth < Self.maxDepth else { throw Self.invalid("nested too deeply") }
-        let index = nodes.count
-        nodes.append(JSONNode(kind: kind, start: position, end: position, count: 0, next: 0, escaped: false))
-        position += 1
-        skipWhitespace()
-        var count = 0
-        if position < buffer.count, buffer[position] == closing {
-            position += 1
-        } else {
-            while true {
-                if kind == .object {
-                    guard position < buffer.count, buffer[position] == UInt8(ascii: "\"") else { throw Self.invalid("expected a key at offset \(position)") }
-                    try parseString()
-                    skipWhitespace()
-                    guard position < buffer.count, buffer[position] == UInt8(ascii: ":") else { throw Self.invalid("expected ':' at offset \(position)") }
-                    position += 1
-                    skipWhitespace()
-                }
-                try parseValue(depth: depth + 1)
-                count += 1
-                skipWhitespace()
-                guard position < buffer.count else { throw Self.invalid("unexpected end") }
-                if buffer[position] == UInt8(ascii: ",") {
-                    position += 1
-                    skipWhitespace()
-                } else if buffer[position] == closing {
-                    position += 1
-                    break
-                } else {
-                    throw Self.invalid("expected ',' or '\(Character(Unicode.Scalar(closing)))' at offset \(position)")
-                }
-            }
-        }
-        nodes[index].count = count
-        nodes[index].next = nodes.count
-    }
-
-    private mutating func parseLiteral(_ word: StaticString, _ kind: JSONNode.Kind) throws {
-        let length = word.utf8CodeUnitCount
-        guard position + length <= buffer.count,
-              UnsafeBufferPointer(rebasing: buffer[position..<(position + length)]).elementsEqual(UnsafeBufferPointer(start: word.utf8Start, count: length))
-        else { throw Self.invalid("unexpected character at offset \(position)") }
-        nodes.append(JSONNode(kind: kind, start: position, end: position + length, count: 0, next: nodes.count + 1, escaped: false))
-        position += length
-    }
-
-    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
-    private mutating func parseNumber() throws {
-        let start = position
-        func digits(_ position: inout Int, _ buffer: UnsafeBufferPointer<UInt8>) -> Int {
-            let first = position
-            while position < buffer.count, buffer[position] >= UInt8(ascii: "0"), buffer[position] <= UInt8(ascii: "9") { position += 1 }
-            return position - first
-        }
-        if buffer[position] == UInt8(ascii: "-") { position += 1 }
-        guard position < buffer.count, buffer[position] >= UInt8(ascii: "0"), buffer[position] <= UInt8(ascii: "9") else {
-            throw Self.invalid("unexpected character at offset \(position)")
-        }
-        if buffer[position] == UInt8(ascii: "0") { position += 1 } else { _ = digits(&position, buffer) }
-        if position < buffer.count, buffer[position] == UInt8(ascii: ".") {
-            position += 1
-            guard digits(&position, buffer) > 0 else { throw Self.invalid("a number's fraction has no digits at offset \(position)") }
-        }
-        if position < buffer.count, buffer[position] == UInt8(ascii: "e") || buffer[position] == UInt8(ascii: "E") {
-            position += 1
-            if position < buffer.count, buffer[position] == UInt8(ascii: "+") || buffer[position] == UInt8(ascii: "-") { position += 1 }
-            guard digits(&position, buffer) > 0 else { throw Self.invalid("a number's exponent has no digits at offset \(position)") }
-        }
-        nodes.append(JSONNode(kind: .number, start: start, end: position, count: 0, next: nodes.count + 1, escaped: false))
-    }
-
-    /// Checks escapes, control characters and UTF-8; the text is made only when asked for.
-    private mutating func parseString() throws {
-        position += 1
-        let start = position
-        var escaped = false
-        var ascii = true
-        while true {
-            guard position < buffer.count else { throw Self.invalid("unterminated string") }
-            let byte = buffer[position]
-            if byte == UInt8(ascii: "\"") { break }
-            if byte < 0x20 { throw Self.invalid("control character in a string at offset \(position)") }
-            if byte >= 0x80 { ascii = false }
-            if byte == UInt8(ascii: "\\") {
-                escaped = true
-                position += 1
-                guard position < buffer.count else { throw Self.invalid("unterminated string") }
-                switch buffer[position] {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    break
-                case UInt8(ascii: "u"):
-                    // Surrogates must pair: the text is checked as a whole below.
-                    guard position + 4 < buffer.count, (1...4).allSatisfy({ Self.hexValue(buffer[position + $0]) != nil }) else {
-                        throw Self.invalid("bad \\u escape at offset \(position)")
-                    }
-                    position += 4
-                default:
-                    throw Self.invalid("bad escape at offset \(position)")
-                }
-            }
-            position += 1
-        }
-        let end = position
-        position += 1
-        nodes.append(JSONNode(kind: .string, start: start, end: end, count: 0, next: nodes.count + 1, escaped: escaped))
-        if escaped {
-            _ = try Self.text(of: nodes[nodes.count - 1], in: buffer)
-        } else if !ascii, String(validating: UnsafeBufferPointer(rebasing: buffer[start..<end]), as: UTF8.self) == nil {
-            throw Self.invalid("a string is not UTF-8 at offset \(start)")
-        }
-    }
-
-    static func hexValue(_ byte: UInt8) -> UInt32? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(byte - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(byte - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(byte - UInt8(ascii: "A") + 10)
-        default: nil
-        }
-    }
-
-    /// The text of a string node (escapes already checked by the parser).
-    static func text(of node: JSONNode, in buffer: UnsafeBufferPointer<UInt8>) throws -> String {
-        do {
-            let raw = UnsafeBufferPointer(rebasing: buffer[node.start..<node.end])
-            // Checked for UTF-8 when parsed.
-            guard node.escaped else { return String(decoding: raw, as: UTF8.self) }
-            var unescaped: [UInt8] = []
-            unescaped.reserveCapacity(raw.count)
-            var position = 0
-            func hex4() -> UInt32 {
-                (1...4).reduce(0) { $0 << 4 | Self.hexValue(raw[position + $1])! }
-            }
-            while position < raw.count {
-                let byte = raw[position]
-                guard byte == UInt8(ascii: "\\") else {
-                    unescaped.append(byte)
-                    position += 1
-                    continue
-                }
-                position += 1
-                switch raw[position] {
-                case UInt8(ascii: "b"): unescaped.append(0x08)
-                case UInt8(ascii: "f"): unescaped.append(0x0C)
-                case UInt8(ascii: "n"): unescaped.append(0x0A)
-                case UInt8(ascii: "r"): unescaped.append(0x0D)
-                case UInt8(ascii: "t"): unescaped.append(0x09)
-                case UInt8(ascii: "u"):
-                    var value = hex4()
-                    position += 4
-                    if (0xD800...0xDBFF).contains(value) {
-                        guard position + 6 < raw.count, raw[position + 1] == UInt8(ascii: "\\"), raw[position + 2] == UInt8(ascii: "u") else {
-                            throw Self.invalid("unpaired surrogate in a string at offset \(node.start + position)")
-                        }
-                        position += 2
-                        let low = hex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw Self.invalid("unpaired surrogate in a string at offset \(node.start + position)") }
-                        position += 4
-                        value = 0x10000 + ((value - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00...0xDFFF).contains(value) {
-                        throw Self.invalid("unpaired surrogate in a string at offset \(node.start + position)")
-                    }
-                    unescaped.append(contentsOf: String(Character(Unicode.Scalar(value)!)).utf8)
-                default: unescaped.append(raw[position])
-                }
-                position += 1
-            }
-            guard let text = String(validating: unescaped, as: UTF8.self) else { throw Self.invalid("a string is not UTF-8 at offset \(node.start)") }
-            return text
-        }
     }
 }
 
@@ -458,7 +228,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
                     for _ in 0..<nodes[object].count {
                         let node = nodes[member]
                         if node.escaped {
-                            if try JSONParser.text(of: node, in: bytes).utf8.elementsEqual(wanted) { return member + 1 }
+                            if try JSONNodes.text(of: node, in: bytes).utf8.elementsEqual(wanted) { return member + 1 }
                         } else if node.end - node.start == wanted.count,
                                   wanted.isEmpty || memcmp(bytes.baseAddress! + node.start, wanted.baseAddress!, wanted.count) == 0 {
                             return member + 1
