@@ -198,7 +198,7 @@ private struct JSONParser {
                     break
                 case UInt8(ascii: "u"):
                     // Surrogates must pair: the text is checked as a whole below.
-                    guard position + 4 < buffer.count, (1...4).allSatisfy({ Self.hexValue(buffer[position + $0]) != nil }) else {
+                    guard position + 4 < buffer.count, (1...4).allSatisfy({ hexDigitValue(buffer[position + $0]) != nil }) else {
                         throw Self.invalid("bad \\u escape at offset \(position)")
                     }
                     position += 4
@@ -218,15 +218,6 @@ private struct JSONParser {
         }
     }
 
-    static func hexValue(_ byte: UInt8) -> UInt32? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(byte - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(byte - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(byte - UInt8(ascii: "A") + 10)
-        default: nil
-        }
-    }
-
     /// The text of a string node: its bytes, or with its escapes undone (checked here: the
     /// parser calls this on every escaped string).
     static func text(of node: JSONNodes.Node, in buffer: UnsafeBufferPointer<UInt8>) throws(JSONNodes.Invalid) -> String {
@@ -237,7 +228,7 @@ private struct JSONParser {
         unescaped.reserveCapacity(raw.count)
         var position = 0
         func hex4() -> UInt32 {
-            (1...4).reduce(0) { $0 << 4 | Self.hexValue(raw[position + $1])! }
+            (1...4).reduce(0) { $0 << 4 | UInt32(hexDigitValue(raw[position + $1])!) }
         }
         while position < raw.count {
             let byte = raw[position]

@@ -34,16 +34,16 @@ public enum EventJSONDecoder {
 private typealias JSONNode = JSONNodes.Node
 
 /// The parsed document (`JSONNodes`, shared with the `jsonb` string maps' reader) and how its
-/// times are written. Immutable once parsed (`let` lists: read without exclusivity checks).
+/// times are written; the parser's errors as Foundation's decoder reports text that is not JSON.
 private final class JSONDocument {
-    let bytes: [UInt8]
-    let nodes: [JSONNode]
+    let json: JSONNodes
     let dates: EventJSONDecoder.Dates
+    var bytes: [UInt8] { json.bytes }
+    var nodes: [JSONNode] { json.nodes }
 
     init(_ bytes: [UInt8], dates: EventJSONDecoder.Dates) throws {
         do {
-            let parsed = try JSONNodes(bytes)
-            (self.bytes, self.nodes) = (parsed.bytes, parsed.nodes)
+            json = try JSONNodes(bytes)
         } catch {
             throw Self.notJSON(error)
         }
@@ -57,17 +57,13 @@ private final class JSONDocument {
     /// The text of a string node (checked when parsed: this does not fail).
     func text(of index: Int) throws -> String {
         do {
-            return try bytes.withUnsafeBufferPointer { (buffer) throws(JSONNodes.Invalid) -> String in try JSONNodes.text(of: nodes[index], in: buffer) }
+            return try json.text(of: index)
         } catch {
             throw Self.notJSON(error)
         }
     }
 
-    /// A number node's text.
-    func numberText(of index: Int) -> String {
-        let node = nodes[index]
-        return String(decoding: bytes[node.start..<node.end], as: UTF8.self)
-    }
+    func numberText(of index: Int) -> String { json.numberText(of: index) }
 }
 
 /// The decoder of one value of the document; also its single-value container.
