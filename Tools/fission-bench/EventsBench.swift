@@ -58,6 +58,6 @@ struct EventsBench: ParsableCommand {
             for _ in 0..<rounds { try body() }
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / Double(rounds) / 1000)
         }
-        return times.sorted()[2]
+        return OpenLoop.Percentiles(times).p50
     }
 }

@@ -39,10 +39,7 @@ struct KafkaBench: AsyncParsableCommand {
     func run() async throws {
         var samples: [[Double]] = []
         for _ in 0..<rounds { samples.append(try await measureOnce()) }
-        func median(_ index: Int) -> Double {
-            let sorted = samples.map { $0[index] }.sorted()
-            return sorted[sorted.count / 2]
-        }
+        func median(_ index: Int) -> Double { OpenLoop.Percentiles(samples.map { $0[index] }).p50 }
         let rows: [(String, Double, Double)] = [
             ("kafka.produce_msgs_per_s", median(0), median(1)),
             ("kafka.consume_msgs_per_s", median(2), median(3)),
