@@ -179,23 +179,46 @@ final class ProducerCallbackContext: RDKafkaCallbackContext, @unchecked Sendable
     }
 }
 
-/// An idempotent (`enable.idempotence`, `acks=all`) producer.
+/// An idempotent (`enable.idempotence`, `acks=all`) producer that never leaves a gap.
 ///
 /// `send` returns once the broker acknowledged the record (or failed it), without blocking a
 /// cooperative thread: librdkafka's delivery reports are served by a poll loop on a dedicated
 /// Dispatch queue. As a `Service`, `run()` waits for graceful shutdown and then `shutdown()`s:
 /// in-flight messages are flushed within the deadline, the rest reported as failed.
+///
+/// Per-partition order holds even when the broker refuses a request for good (a batch too large
+/// for the topic, a record it finds invalid): librdkafka sends a partition's records as several
+/// requests at once, and by default it fails the refused request's records and still delivers the
+/// later requests' ones, after which the refused records, sent again, land behind them. With
+/// `enable.gapless.guarantee` it raises a fatal error instead and fails everything after the gap;
+/// the producer then starts a new librdkafka instance (a new producer id) on the next `enqueue`,
+/// and the sender decides what to send again, in its own order.
 public final class KafkaProducer: Service, Sendable {
-    private let client: RDKafkaClient
+    /// The librdkafka producer in use, and the loop serving its reports.
+    private struct Instance: Sendable {
+        let client: RDKafkaClient
+        let polling: PollLoop
+    }
+
+    private let instance: Mutex<Instance>
+    private let properties: [String: String]
     private let context: ProducerCallbackContext
     private let closing = Atomic<Bool>(false)
-    private let polling: PollLoop
     private let logger: Logger
-    var clientForChecks: RDKafkaClient { client }
+    var clientForChecks: RDKafkaClient { instance.withLock { $0.client } }
 
     public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "fission.kafka.producer")) throws {
         let context = ProducerCallbackContext(logger: logger)
-        self.client = try RDKafkaClient(type: RD_KAFKA_PRODUCER, properties: configuration.librdkafkaProperties, context: context) { conf in
+        var properties = configuration.librdkafkaProperties
+        properties["enable.gapless.guarantee"] = properties["enable.gapless.guarantee"] ?? "true"
+        self.instance = Mutex(try Self.start(properties: properties, context: context))
+        self.properties = properties
+        self.context = context
+        self.logger = logger
+    }
+
+    private static func start(properties: [String: String], context: ProducerCallbackContext) throws(KafkaError) -> Instance {
+        let client = try RDKafkaClient(type: RD_KAFKA_PRODUCER, properties: properties, context: context) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
                 guard let message, let opaque else { return }
                 let context = Unmanaged<ProducerCallbackContext>.fromOpaque(opaque).takeUnretainedValue()
@@ -207,13 +230,29 @@ public final class KafkaProducer: Service, Sendable {
                 }
             }
         }
-        self.context = context
-        self.logger = logger
-        self.polling = PollLoop(client: client, label: "fission.kafka.producer.poll")
+        return Instance(client: client, polling: PollLoop(client: client, label: "fission.kafka.producer.poll"))
     }
 
     deinit {
-        polling.stop()
+        instance.withLock { $0.polling.stop() }
+    }
+
+    /// The client to produce with: a new one when the current one has raised a fatal error (its
+    /// records still queued or in flight fail and are reported; its loop ends once they are).
+    private func usableClient() -> RDKafkaClient {
+        instance.withLock { instance in
+            guard let fatal = instance.client.fatalError(), !closing.load(ordering: .acquiring) else { return instance.client }
+            do {
+                let replacement = try Self.start(properties: properties, context: context)
+                logger.warning("Kafka producer stopped on a fatal error; started a new one", metadata: ["error": "\(fatal)"])
+                instance.polling.retire()
+                instance = replacement
+            } catch {
+                // Its records fail with the fatal error, and the next enqueue tries again.
+                logger.error("Kafka producer stopped on a fatal error and could not be started again", metadata: ["error": "\(error)"])
+            }
+            return instance.client
+        }
     }
 
     /// Sends one record and waits for the broker's acknowledgement.
@@ -237,9 +276,10 @@ public final class KafkaProducer: Service, Sendable {
         guard !messages.isEmpty else { return KafkaDeliveries(batch: nil) }
         let batch = ProducerCallbackContext.BatchWaiter(messages)
         let firstTag = context.register(batch)
+        let client = usableClient()
         var next = 0
         while next < messages.count {
-            next = messages.withUnsafeBufferPointer { produce($0, from: next, firstTag: firstTag) }
+            next = messages.withUnsafeBufferPointer { produce($0, from: next, firstTag: firstTag, on: client) }
             guard next < messages.count else { break }
             // librdkafka's local queue is full. A cancelled sender stops here (its sleep would
             // return at once, and with records that never time out the queue stays full for as
@@ -261,14 +301,14 @@ public final class KafkaProducer: Service, Sendable {
     /// frees them: glibc recycles the memory in that thread's cache, where a free from the
     /// poll thread goes back to the producing thread's arena under its lock, and no other
     /// thread has to be woken (300,000 records without kcat: 588k/s against 500–525k/s).
-    private func produce(_ records: UnsafeBufferPointer<KafkaOutgoingMessage>, from start: Int, firstTag: Int) -> Int {
+    private func produce(_ records: UnsafeBufferPointer<KafkaOutgoingMessage>, from start: Int, firstTag: Int, on client: RDKafkaClient) -> Int {
         var index = start
         while index < records.count {
             let tag = firstTag + index
             if closing.load(ordering: .acquiring) {
                 context.complete(tag, .failure(.closed))
             } else {
-                let err = produce(records[index], tag: tag)
+                let err = produce(records[index], tag: tag, on: client)
                 if err == RD_KAFKA_RESP_ERR__QUEUE_FULL { break }
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                     var refused = KafkaError(err)
@@ -283,7 +323,7 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// Non-blocking: librdkafka copies the record into its queue.
-    private func produce(_ message: KafkaOutgoingMessage, tag: Int) -> rd_kafka_resp_err_t {
+    private func produce(_ message: KafkaOutgoingMessage, tag: Int, on client: RDKafkaClient) -> rd_kafka_resp_err_t {
         var headers: OpaquePointer? = nil
         if !message.headers.isEmpty {
             headers = rd_kafka_headers_new(message.headers.count)
@@ -309,7 +349,7 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Waits until everything queued is acknowledged or `timeout` passed; true when drained.
     public func flush(timeout: Duration) async -> Bool {
-        let client = self.client
+        let client = clientForChecks
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let err = try? await onBlockingQueue(DispatchQueue.global()) { rd_kafka_flush(client.handle, milliseconds) }
         return err == RD_KAFKA_RESP_ERR_NO_ERROR
@@ -320,6 +360,7 @@ public final class KafkaProducer: Service, Sendable {
     public func shutdown(deadline: Duration = .seconds(10)) async {
         guard !closing.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if await flush(timeout: deadline) { return }
+        let client = clientForChecks
         let outstanding = rd_kafka_outq_len(client.handle)
         logger.warning("producer shutting down with undelivered messages; failing them", metadata: ["count": "\(outstanding)"])
         rd_kafka_purge(client.handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
@@ -333,15 +374,29 @@ public final class KafkaProducer: Service, Sendable {
     }
 }
 
-/// Serves a client's callbacks (`rd_kafka_poll`) on a dedicated queue until stopped.
+/// Serves a client's callbacks (`rd_kafka_poll`) on a dedicated queue until stopped, or, once
+/// retired, until every record it still holds has been reported.
 final class PollLoop: Sendable {
     private let stopped = Atomic<Bool>(false)
+    private let retired = Atomic<Bool>(false)
+    /// A retired client's records left unreported after this long are let go with it.
+    static let retirementLimit: Duration = .seconds(30)
 
     init(client: RDKafkaClient, label: String) {
         let queue = DispatchQueue(label: label)
         queue.async { [self] in
+            var retiredAt: ContinuousClock.Instant?
             while !self.stopped.load(ordering: .relaxed) {
                 rd_kafka_poll(client.handle, 50)
+                if retiredAt == nil, self.retired.load(ordering: .relaxed) {
+                    retiredAt = .now
+                    // Failed at once (reported as purged, which may be sent again) rather than
+                    // left to whatever a fatal error leaves queued.
+                    rd_kafka_purge(client.handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+                }
+                if let retiredAt, rd_kafka_outq_len(client.handle) == 0 || ContinuousClock.now - retiredAt > Self.retirementLimit {
+                    break
+                }
             }
             // The loop's reference may be the last one: the client is destroyed here, off any
             // cooperative thread.
@@ -351,6 +406,11 @@ final class PollLoop: Sendable {
 
     func stop() {
         stopped.store(true, ordering: .relaxed)
+    }
+
+    /// Its client is replaced: serve the reports still to come, then stop.
+    func retire() {
+        retired.store(true, ordering: .relaxed)
     }
 }
 

@@ -66,6 +66,8 @@ final class RDKafkaClient: @unchecked Sendable {
 
     /// The client's fatal error, if librdkafka raised one.
     func fatalError() -> KafkaError? {
+        // An atomic read while there is none (asked before every batch a producer sends).
+        guard rd_kafka_fatal_error(handle, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
         var text = [CChar](repeating: 0, count: 512)
         let code = rd_kafka_fatal_error(handle, &text, text.count)
         guard code != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }

@@ -68,6 +68,37 @@ struct BrokerTests {
         await producer.shutdown(deadline: .milliseconds(100))
     }
 
+    /// A request the broker refuses for good leaves a gap in its partition: the producer stops
+    /// (librdkafka's gapless guarantee, a fatal error) rather than deliver later records past it,
+    /// and the next send starts a new producer, which delivers.
+    @Test func aProducerStoppedByARefusedRequestStartsAgainOnTheNextSend() async throws {
+        let broker = try privateBroker()
+        try broker.createTopic("refused", partitions: 1)
+        let producer = try await warmProducer(broker, topic: "refused", messageTimeoutMilliseconds: 0)
+        // Produce (API key 0) answered MESSAGE_TOO_LARGE (10) once.
+        broker.injectRequestErrors(apiKey: 0, errorCodes: [10])
+        do {
+            try await producer.send(KafkaOutgoingMessage(topic: "refused", key: "k", value: Array("refused".utf8)))
+            Issue.record("the broker refused this record's request")
+        } catch let error as KafkaError {
+            #expect(error.rejectsRecord && !error.refusedBeforeSending, "\(error)")
+        }
+        for value in ["after-1", "after-2"] {
+            let report = try await producer.send(KafkaOutgoingMessage(topic: "refused", key: "k", value: Array(value.utf8)))
+            #expect(report.partition == 0)
+        }
+        await producer.shutdown()
+
+        let consumer = try KafkaConsumer(
+            configuration: .local(bootstrapServers: broker.bootstrapServers, groupID: "g", topics: ["refused"]))
+        var values: [String] = []
+        for try await message in consumer.messages {
+            values.append(String(decoding: message.value, as: UTF8.self))
+            if values.count == 3 { break }
+        }
+        #expect(values == ["0", "after-1", "after-2"])
+    }
+
     /// A producer that never times records out: a cancelled sender still gets the reports that
     /// come within the grace (a normal stop loses none), and stops waiting on a broker that is down.
     @Test func aCancelledSenderGetsTheReportsOfTheGraceAndThenStopsWaiting() async throws {

@@ -368,8 +368,8 @@ struct OutboxTests {
     }
 
     /// The broker refuses a whole batch for one record (or for the batch's size): a refusal in a
-    /// batch dead-letters nothing; the lowest refused row is sent alone and, taken alone, goes
-    /// through, and so does the rest, in order.
+    /// batch dead-letters nothing; the producer, stopped by the gap, starts again; the lowest
+    /// refused row is sent alone and, taken alone, goes through, and so does the rest, in order.
     @Test func aBatchTheBrokerRefusesIsSentAgainRowByRowNotDeadLettered() async throws {
         let broker = try KafkaLocalBroker()
         try broker.createTopic(Topics.campaign.name, partitions: 1)
@@ -377,6 +377,11 @@ struct OutboxTests {
             let campaign = CampaignID()
             var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
             configuration.messageTimeoutMilliseconds = 0
+            // The relay's five records go as one request. Split into two under load, the local
+            // broker stored the second although the first was refused: it does not check the
+            // idempotent producer's sequence numbers, where Kafka refuses a request that follows
+            // a gap (OUT_OF_ORDER_SEQUENCE_NUMBER) and the producer, stopped by the gap, fails it.
+            configuration.lingerMilliseconds = 1_000
             let producer = try KafkaProducer(configuration: configuration)
             // Connected first, so that the refusal meets the relay's batch, not a warm-up.
             try await producer.send(KafkaOutgoingMessage(topic: Topics.campaign.name, key: "warm-up", value: Array("{}".utf8)))
@@ -392,7 +397,8 @@ struct OutboxTests {
 
             #expect(await eventually { await recorder.events(StockReserved.self).count >= 5 })
             try await Task.sleep(for: .milliseconds(500))
-            #expect(await recorder.events(StockReserved.self).map(\.data.stockLeft) == [0, 1, 2, 3, 4])
+            let published = await recorder.events(StockReserved.self).map(\.data.stockLeft)
+            #expect(published == [0, 1, 2, 3, 4])
             #expect(try await OutboxDeadLetters.list(on: pool).isEmpty, "nothing dead-lettered for a batch's refusal")
             await recorder.stop()
             relaying.cancel()

@@ -24,6 +24,8 @@ import Synchronization
 ///   record judged alone is dead-lettered: one the client refused before sending it, or one the
 ///   broker refused when sent by itself. The broker refuses a whole batch for one record (or for
 ///   the batch's own size), so a refusal in a batch only makes the relay send that row alone first.
+///   The producer fails every record after such a refusal (see `KafkaProducer`): none of a later
+///   row reaches a partition ahead of the refused one, which goes first when sent again.
 ///
 /// The rows are read as "unpublished, by id" (never "id above the last one seen"), so a row
 /// whose transaction committed after a higher id is not skipped; it is published on the next pass.
