@@ -17,6 +17,10 @@ class RDKafkaCallbackContext: @unchecked Sendable {
 
 /// Owns one `rd_kafka_t`. The only place a handle is created and destroyed.
 final class RDKafkaClient: @unchecked Sendable {
+    /// Settings librdkafka warns about at every start that we chose knowingly (see
+    /// `KafkaProducer`): its warning is logged at info level, not as something to act on.
+    static let chosenDespiteWarning = ["enable.gapless.guarantee is experimental"]
+
     let handle: OpaquePointer
     /// Released in `deinit` after the handle is destroyed (see `RDKafkaCallbackContext`).
     private let context: Unmanaged<RDKafkaCallbackContext>
@@ -38,9 +42,10 @@ final class RDKafkaClient: @unchecked Sendable {
         rd_kafka_conf_set_log_cb(conf) { rk, level, facility, message in
             guard let rk, let context = RDKafkaCallbackContext.from(rd_kafka_opaque(rk)) else { return }
             let text = message.map { String(cString: $0) } ?? ""
-            let metadata: Logger.Metadata = ["facility": "\(facility.map { String(cString: $0) } ?? "")"]
+            let facilityName = facility.map { String(cString: $0) } ?? ""
+            let metadata: Logger.Metadata = ["facility": "\(facilityName)"]
             // syslog levels: 0-2 critical, 3 error, 4 warning, 5-6 info/notice, 7 debug.
-            switch level {
+            switch facilityName == "CONFWARN" && RDKafkaClient.chosenDespiteWarning.contains(where: text.contains) ? 6 : level {
             case ...2: context.logger.critical("\(text)", metadata: metadata)
             case 3: context.logger.error("\(text)", metadata: metadata)
             case 4: context.logger.warning("\(text)", metadata: metadata)
