@@ -17,6 +17,14 @@ extension UUID {
         return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
+
+    /// Below every time-ordered id made at `date` or later, in PostgreSQL's `uuid` order (bytes
+    /// compared in turn): the ids made before it are a range of an index on them.
+    public static func timeOrderedLowerBound(at date: Date) -> UUID {
+        let milliseconds = UInt64(max(0, date.timeIntervalSince1970 * 1000))
+        let time = (0..<6).map { UInt8(truncatingIfNeeded: milliseconds >> (40 - 8 * UInt64($0))) }
+        return UUID(uuid: (time[0], time[1], time[2], time[3], time[4], time[5], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    }
 }
 
 /// An id of one kind of entity; distinct types so a team id can never be passed as an order id.

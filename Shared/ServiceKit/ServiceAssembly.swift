@@ -69,6 +69,10 @@ extension ServiceApplication {
                 consumer: consumer, pool: pool, deadLetterProducer: producer, handlers: definition.eventHandlers, metrics: metrics,
                 options: definition.consumerOptions, logger: logger))
         }
+        var retention = RetentionSweeper.Options()
+        retention.inboxRetention = settings.inboxRetention
+        retention.idempotencyRetention = settings.idempotencyRetention
+        services.append(RetentionSweeper(pool: pool, options: retention, logger: logger))
         if !definition.scheduledJobs.isEmpty {
             services.append(Scheduler(pool: pool, handlers: definition.scheduledJobs, logger: logger))
         }

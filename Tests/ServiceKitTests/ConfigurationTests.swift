@@ -22,9 +22,10 @@ struct ConfigurationTests {
     }
 
     @Test func everyProblemIsOneLineAndValidSettingsPass() async throws {
-        let bad = try await checkConfig(["FISSION_DATABASE_URL": "mysql://x", "FISSION_HTTP_PORT": "eighty"])
+        let bad = try await checkConfig(["FISSION_DATABASE_URL": "mysql://x", "FISSION_HTTP_PORT": "eighty", "FISSION_INBOX_RETENTION_SECONDS": "a month"])
         #expect(bad.status == 2)
-        #expect(bad.stderr.split(separator: "\n").count == 4, "\(bad.stderr)")
+        #expect(bad.stderr.split(separator: "\n").count == 5, "\(bad.stderr)")
+        #expect(bad.stderr.contains("FISSION_INBOX_RETENTION_SECONDS must be a number of seconds, got 'a month'"))
         #expect(bad.stderr.contains("FISSION_DATABASE_URL is not a usable database URL"))
         #expect(bad.stderr.contains("FISSION_HTTP_PORT must be a whole number"))
         #expect(bad.stderr.contains("FISSION_KAFKA_BROKERS is required"))
@@ -34,6 +35,22 @@ struct ConfigurationTests {
             "FISSION_JWT_SECRET": "0123456789abcdef0123456789abcdef",
         ])
         #expect(good.status == 0, "\(good.stderr)")
+    }
+
+    /// The retention sweeper's periods: the defaults (see `RetentionSweeper.Options`) unless set.
+    @Test func retentionPeriodsAreReadInSeconds() {
+        let base = [
+            "FISSION_DATABASE_URL": "postgres://u:p@127.0.0.1:5432/campaigns", "FISSION_KAFKA_BROKERS": "127.0.0.1:9092",
+            "FISSION_JWT_SECRET": "0123456789abcdef0123456789abcdef",
+        ]
+        var defaults = EnvironmentReader(base)
+        let unset = ServiceSettings.read(service: "campaigns", from: &defaults)
+        #expect(unset.inboxRetention == .seconds(45 * 24 * 3600) && unset.idempotencyRetention == .seconds(24 * 3600))
+        var reader = EnvironmentReader(base.merging(
+            ["FISSION_INBOX_RETENTION_SECONDS": "3888000", "FISSION_IDEMPOTENCY_RETENTION_SECONDS": "600"]) { $1 })
+        let set = ServiceSettings.read(service: "campaigns", from: &reader)
+        #expect(reader.problems.isEmpty)
+        #expect(set.inboxRetention == .seconds(3_888_000) && set.idempotencyRetention == .seconds(600))
     }
 
     @Test func readerParsesTypedValues() {

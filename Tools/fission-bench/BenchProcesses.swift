@@ -8,6 +8,7 @@ import FoundationNetworking
 import Kafka
 import Logging
 import Postgres
+import ServiceKit
 
 /// The service executables next to this benchmark (the same build), started and stopped as
 /// separate processes so their CPU and memory are theirs alone.

@@ -3,6 +3,7 @@ import FissionTesting
 import Foundation
 import Kafka
 import Logging
+import ServiceKit
 
 /// `make bench`: measured figures, each next to its reference measured in the same run.
 @main
@@ -170,9 +171,4 @@ struct KafkaBench: AsyncParsableCommand {
         return .now - start
     }
 
-}
-
-extension Duration {
-    /// Seconds as a floating-point number, for rates.
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

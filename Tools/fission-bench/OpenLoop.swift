@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import ServiceKit
 import Synchronization
 
 /// Helps sent at a fixed rate whatever the responses do (open loop: a slow response does not

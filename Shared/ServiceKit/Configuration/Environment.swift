@@ -90,6 +90,9 @@ public struct ServiceSettings: Sendable {
     public var tokenKeys: TokenKeys
     public var logLevel: String
     public var outboxRetention: Duration
+    /// How long inbox rows and idempotency keys are kept (`RetentionSweeper`).
+    public var inboxRetention: Duration
+    public var idempotencyRetention: Duration
     /// Tuning for librdkafka's mock broker (short fetch waits and sessions).
     public var localBroker: Bool
     /// Limits on helps, share links and order placement, per user and per client address.
@@ -98,7 +101,8 @@ public struct ServiceSettings: Sendable {
     public init(
         serviceName: String, host: String = "127.0.0.1", port: Int, database: PostgresConfiguration, databasePoolSize: Int = 16,
         kafkaBrokers: String, tokenKeys: TokenKeys, logLevel: String = "info", outboxRetention: Duration = .seconds(7 * 24 * 3600),
-        localBroker: Bool = false, rateLimits: RateLimiter = .unlimited
+        inboxRetention: Duration = RetentionSweeper.Options().inboxRetention,
+        idempotencyRetention: Duration = RetentionSweeper.Options().idempotencyRetention, localBroker: Bool = false, rateLimits: RateLimiter = .unlimited
     ) {
         self.serviceName = serviceName
         self.host = host
@@ -109,6 +113,8 @@ public struct ServiceSettings: Sendable {
         self.tokenKeys = tokenKeys
         self.logLevel = logLevel
         self.outboxRetention = outboxRetention
+        self.inboxRetention = inboxRetention
+        self.idempotencyRetention = idempotencyRetention
         self.localBroker = localBroker
         self.rateLimits = rateLimits
     }
@@ -139,6 +145,9 @@ public struct ServiceSettings: Sendable {
             tokenKeys: keys,
             logLevel: environment.string("FISSION_LOG_LEVEL", default: "info"),
             outboxRetention: environment.seconds("FISSION_OUTBOX_RETENTION_SECONDS", default: .seconds(7 * 24 * 3600)),
+            inboxRetention: environment.seconds("FISSION_INBOX_RETENTION_SECONDS", default: RetentionSweeper.Options().inboxRetention),
+            idempotencyRetention: environment.seconds(
+                "FISSION_IDEMPOTENCY_RETENTION_SECONDS", default: RetentionSweeper.Options().idempotencyRetention),
             localBroker: environment.string("FISSION_KAFKA_LOCAL", default: "false") == "true",
             rateLimits: RateLimiter(
                 perUser: environment.budget("FISSION_RATE_LIMIT_PER_USER", default: RateBudget(30, per: .seconds(60))),
@@ -158,4 +167,9 @@ public struct ServiceSettings: Sendable {
 public struct ServiceStartError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension Duration {
+    /// Seconds as a floating-point number: for rates, and for dates that far apart.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

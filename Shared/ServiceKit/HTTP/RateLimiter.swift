@@ -58,9 +58,9 @@ public final class RateLimiter: Sendable {
             var longest = Duration.zero
             for (key, budget) in budgets {
                 let capacity = Double(budget.count)
-                let perSecond = capacity / Self.seconds(budget.period)
+                let perSecond = capacity / budget.period.inSeconds
                 var bucket = buckets[key] ?? Bucket(tokens: capacity, updated: now)
-                bucket.tokens = min(capacity, bucket.tokens + max(0, Self.seconds(now - bucket.updated)) * perSecond)
+                bucket.tokens = min(capacity, bucket.tokens + max(0, (now - bucket.updated).inSeconds) * perSecond)
                 bucket.updated = now
                 if bucket.tokens < 1 { longest = max(longest, .seconds((1 - bucket.tokens) / perSecond)) }
                 refilled.append((key, bucket))
@@ -72,17 +72,13 @@ public final class RateLimiter: Sendable {
             return longest
         }
         guard wait > .zero else { return }
-        let seconds = max(1, Int(Self.seconds(wait).rounded(.up)))
+        let seconds = max(1, Int(wait.inSeconds.rounded(.up)))
         throw Problem.rateLimited(retryAfterSeconds: seconds)
     }
 
     /// Buckets untouched for an hour are full again: forgetting them changes nothing.
     private static func prune(_ buckets: inout [String: Bucket], now: ContinuousClock.Instant) {
         buckets = buckets.filter { now - $0.value.updated < .seconds(3600) }
-    }
-
-    private static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }
 

@@ -352,7 +352,7 @@ public final class OutboxRelay: Service, Sendable {
     }
 
     private func purge(on connection: PostgresConnection) async throws {
-        let cutoff = Date().addingTimeInterval(-Double(options.retention.components.seconds))
+        let cutoff = Date().addingTimeInterval(-options.retention.inSeconds)
         // The outbox itself still holds rows a relay of the previous release marked published.
         let purged = try await connection.query("DELETE FROM outbox_published WHERE published_at < \(cutoff)").affectedRows
             + connection.query("DELETE FROM outbox WHERE published_at < \(cutoff)").affectedRows

@@ -125,5 +125,11 @@ public enum KitMigrations {
             SELECT id, event_id, topic, key, event_type, payload, headers, created_at, published_at FROM moved;
             DROP INDEX outbox_unpublished;
             """),
+        Migration(version: "0000_kit_idempotency_expiry", sql: """
+            -- The retention sweeper deletes keys past their retention by age. Keys are the
+            -- clients' own strings, so the primary key says nothing of age; only keyed requests
+            -- (placing an order, creating a campaign) pay for this index, not helps or events.
+            CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
+            """),
     ]
 }
