@@ -407,6 +407,44 @@ struct OutboxTests {
         }
     }
 
+    /// A row the broker refuses even alone is dead-lettered; each refusal stopped the producer,
+    /// which starts again each time, and the rows after it go through in order.
+    @Test func aRowTheBrokerRefusesAloneIsDeadLetteredAndTheRestFollowInOrder() async throws {
+        let broker = try KafkaLocalBroker()
+        try broker.createTopic(Topics.campaign.name, partitions: 1)
+        try await withKitDatabase { pool in
+            let campaign = CampaignID()
+            var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
+            configuration.messageTimeoutMilliseconds = 0
+            // One request for the relay's four records (see the test above).
+            configuration.lingerMilliseconds = 1_000
+            let producer = try KafkaProducer(configuration: configuration)
+            try await producer.send(KafkaOutgoingMessage(topic: Topics.campaign.name, key: "warm-up", value: Array("{}".utf8)))
+            let events = (0..<4).map { stockReserved(campaign: campaign, sequence: $0) }
+            for event in events {
+                try await pool.withTransaction { try await Outbox.append(event, on: $0) }
+            }
+            // The batch's request, then the lowest row's alone: MESSAGE_TOO_LARGE (10) both times.
+            broker.injectRequestErrors(apiKey: 0, errorCodes: [10, 10])
+            let relay = OutboxRelay(service: "test", pool: pool, producer: producer)
+            let relaying = Task { try await relay.run() }
+            let recorder = TopicRecorder()
+            try await recorder.start(bootstrap: broker.bootstrapServers, topic: Topics.campaign.name)
+
+            #expect(await eventually { await recorder.events(StockReserved.self).count >= 3 })
+            try await Task.sleep(for: .milliseconds(500))
+            let published = await recorder.events(StockReserved.self).map(\.data.stockLeft)
+            #expect(published == [1, 2, 3])
+            let dead = try await OutboxDeadLetters.list(on: pool)
+            #expect(dead.map(\.eventID) == [events[0].id.rawValue])
+            #expect(dead.first?.error.contains("MSG_SIZE_TOO_LARGE") == true, "\(dead)")
+            await recorder.stop()
+            relaying.cancel()
+            _ = await relaying.result
+            await producer.shutdown()
+        }
+    }
+
     /// A relay of the previous release marked rows published in place; during a rolling deploy
     /// the new relay must not send those again, and the purge clears them and the archive alike.
     @Test func rowsMarkedPublishedInPlaceAreNotSentAgainAndOldRowsArePurgedFromBothTables() async throws {
