@@ -282,6 +282,7 @@ let package = Package(
                 "ServiceKit", "Domain", "Kafka", "Postgres", "FissionTesting", "FissionCommand",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/ServiceKitTests",
             swiftSettings: strict

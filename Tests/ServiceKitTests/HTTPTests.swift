@@ -1,3 +1,4 @@
+import Crypto
 import Domain
 import FissionTesting
 import Foundation
@@ -147,6 +148,28 @@ struct HTTPTests {
         #expect(try await verifier.verify(shortLived).roles == [.merchant])
         try await Task.sleep(for: .milliseconds(4_200))
         await #expect(throws: (any Error).self, "a remembered token expires with its claims") { try await verifier.verify(shortLived) }
+    }
+
+    /// A token's claims are read by the services' JSON decoder, as its header is: claims that
+    /// are not JSON (a trailing comma, which Foundation's decoder lets through) prove nothing,
+    /// although the signature over them is good.
+    @Test func claimsThatAreNotJSONProveNothingUnderAGoodSignature() async throws {
+        func token(claims: String) -> String {
+            func base64URL(_ bytes: some Sequence<UInt8>) -> String {
+                Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                    .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            }
+            let signed = base64URL(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8)) + "." + base64URL(Array(claims.utf8))
+            let signature = HMAC<SHA256>.authenticationCode(for: Array(signed.utf8), using: SymmetricKey(data: Array(Self.secret.utf8)))
+            return signed + "." + base64URL(signature)
+        }
+        let verifier = try await TokenVerifier(.sharedSecret(Self.secret))
+        let expiry = Int(Date().timeIntervalSince1970) + 600
+        #expect(try await verifier.verify(token(claims: #"{"sub":"u-json","exp":\#(expiry),"roles":["shopper"]}"#))
+                == Identity(userID: "u-json", roles: [.shopper]), "the same token, made by hand, with JSON claims")
+        await #expect(throws: (any Error).self) {
+            try await verifier.verify(token(claims: #"{"sub":"u-comma","exp":\#(expiry),"roles":["shopper"],}"#))
+        }
     }
 
     /// Production tokens: signed by an identity provider's key (ES256 here), named by `kid`, and
