@@ -367,39 +367,37 @@ struct OutboxTests {
         }
     }
 
-    /// The broker refuses a whole batch for one record (or for the batch's size): a refusal in a
-    /// batch dead-letters nothing; the producer, stopped by the gap, starts again; the lowest
-    /// refused row is sent alone and, taken alone, goes through, and so does the rest, in order.
-    @Test func aBatchTheBrokerRefusesIsSentAgainRowByRowNotDeadLettered() async throws {
+    /// A relay over `count` waiting rows whose producer's next requests the broker answers with
+    /// `errorCodes` (Kafka error codes), with what it published so far and its rows' events.
+    ///
+    /// Each of the relay's batches goes as one request (a linger of a second). Split into two
+    /// under load, the local broker stored the second although the first was refused: it does not
+    /// check the idempotent producer's sequence numbers, where Kafka refuses a request that
+    /// follows a gap (OUT_OF_ORDER_SEQUENCE_NUMBER) and the producer, stopped by the gap, fails it.
+    func relayFacingRefusals(
+        _ errorCodes: [Int32], rows count: Int,
+        _ body: (PostgresPool, [CloudEvent<StockReserved>], TopicRecorder) async throws -> Void
+    ) async throws {
         let broker = try KafkaLocalBroker()
         try broker.createTopic(Topics.campaign.name, partitions: 1)
         try await withKitDatabase { pool in
             let campaign = CampaignID()
             var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
             configuration.messageTimeoutMilliseconds = 0
-            // The relay's five records go as one request. Split into two under load, the local
-            // broker stored the second although the first was refused: it does not check the
-            // idempotent producer's sequence numbers, where Kafka refuses a request that follows
-            // a gap (OUT_OF_ORDER_SEQUENCE_NUMBER) and the producer, stopped by the gap, fails it.
             configuration.lingerMilliseconds = 1_000
             let producer = try KafkaProducer(configuration: configuration)
-            // Connected first, so that the refusal meets the relay's batch, not a warm-up.
+            // Connected first, so that the refusals meet the relay's requests, not a warm-up.
             try await producer.send(KafkaOutgoingMessage(topic: Topics.campaign.name, key: "warm-up", value: Array("{}".utf8)))
-            for sequence in 0..<5 {
-                try await pool.withTransaction { try await Outbox.append(stockReserved(campaign: campaign, sequence: sequence), on: $0) }
+            let events = (0..<count).map { stockReserved(campaign: campaign, sequence: $0) }
+            for event in events {
+                try await pool.withTransaction { try await Outbox.append(event, on: $0) }
             }
-            // Produce (API key 0) answered MESSAGE_TOO_LARGE (10) once.
-            broker.injectRequestErrors(apiKey: 0, errorCodes: [10])
+            broker.injectRequestErrors(apiKey: 0, errorCodes: errorCodes)  // 0: Produce
             let relay = OutboxRelay(service: "test", pool: pool, producer: producer)
             let relaying = Task { try await relay.run() }
             let recorder = TopicRecorder()
             try await recorder.start(bootstrap: broker.bootstrapServers, topic: Topics.campaign.name)
-
-            #expect(await eventually { await recorder.events(StockReserved.self).count >= 5 })
-            try await Task.sleep(for: .milliseconds(500))
-            let published = await recorder.events(StockReserved.self).map(\.data.stockLeft)
-            #expect(published == [0, 1, 2, 3, 4])
-            #expect(try await OutboxDeadLetters.list(on: pool).isEmpty, "nothing dead-lettered for a batch's refusal")
+            try await body(pool, events, recorder)
             await recorder.stop()
             relaying.cancel()
             _ = await relaying.result
@@ -407,30 +405,25 @@ struct OutboxTests {
         }
     }
 
+    /// The broker refuses a whole batch for one record (or for the batch's size): a refusal in a
+    /// batch dead-letters nothing; the producer, stopped by the gap, starts again; the lowest
+    /// refused row is sent alone and, taken alone, goes through, and so does the rest, in order.
+    @Test func aBatchTheBrokerRefusesIsSentAgainRowByRowNotDeadLettered() async throws {
+        // MESSAGE_TOO_LARGE (10) once: the batch's request.
+        try await relayFacingRefusals([10], rows: 5) { pool, _, recorder in
+            #expect(await eventually { await recorder.events(StockReserved.self).count >= 5 })
+            try await Task.sleep(for: .milliseconds(500))
+            let published = await recorder.events(StockReserved.self).map(\.data.stockLeft)
+            #expect(published == [0, 1, 2, 3, 4])
+            #expect(try await OutboxDeadLetters.list(on: pool).isEmpty, "nothing dead-lettered for a batch's refusal")
+        }
+    }
+
     /// A row the broker refuses even alone is dead-lettered; each refusal stopped the producer,
     /// which starts again each time, and the rows after it go through in order.
     @Test func aRowTheBrokerRefusesAloneIsDeadLetteredAndTheRestFollowInOrder() async throws {
-        let broker = try KafkaLocalBroker()
-        try broker.createTopic(Topics.campaign.name, partitions: 1)
-        try await withKitDatabase { pool in
-            let campaign = CampaignID()
-            var configuration = KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers)
-            configuration.messageTimeoutMilliseconds = 0
-            // One request for the relay's four records (see the test above).
-            configuration.lingerMilliseconds = 1_000
-            let producer = try KafkaProducer(configuration: configuration)
-            try await producer.send(KafkaOutgoingMessage(topic: Topics.campaign.name, key: "warm-up", value: Array("{}".utf8)))
-            let events = (0..<4).map { stockReserved(campaign: campaign, sequence: $0) }
-            for event in events {
-                try await pool.withTransaction { try await Outbox.append(event, on: $0) }
-            }
-            // The batch's request, then the lowest row's alone: MESSAGE_TOO_LARGE (10) both times.
-            broker.injectRequestErrors(apiKey: 0, errorCodes: [10, 10])
-            let relay = OutboxRelay(service: "test", pool: pool, producer: producer)
-            let relaying = Task { try await relay.run() }
-            let recorder = TopicRecorder()
-            try await recorder.start(bootstrap: broker.bootstrapServers, topic: Topics.campaign.name)
-
+        // MESSAGE_TOO_LARGE (10) twice: the batch's request, then the lowest row's alone.
+        try await relayFacingRefusals([10, 10], rows: 4) { pool, events, recorder in
             #expect(await eventually { await recorder.events(StockReserved.self).count >= 3 })
             try await Task.sleep(for: .milliseconds(500))
             let published = await recorder.events(StockReserved.self).map(\.data.stockLeft)
@@ -438,10 +431,6 @@ struct OutboxTests {
             let dead = try await OutboxDeadLetters.list(on: pool)
             #expect(dead.map(\.eventID) == [events[0].id.rawValue])
             #expect(dead.first?.error.contains("MSG_SIZE_TOO_LARGE") == true, "\(dead)")
-            await recorder.stop()
-            relaying.cancel()
-            _ = await relaying.result
-            await producer.shutdown()
         }
     }
 
