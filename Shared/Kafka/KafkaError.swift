@@ -53,6 +53,13 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible, Equatable {
     public static let notHandedOver = KafkaError(
         code: RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue, message: "the sender was cancelled while the local queue was full", isRetriable: true)
 
+    /// A record that had to follow records handed to a producer instance that has since been
+    /// replaced (`KafkaProducer.enqueue(_:following:)`): never sent, so that it does not overtake
+    /// them when they are sent again.
+    public static let behindAGap = KafkaError(
+        code: RD_KAFKA_RESP_ERR__GAPLESS_GUARANTEE.rawValue,
+        message: "not sent: the producer started again after a gap, behind records still to be sent again", isRetriable: true)
+
     /// The broker or the client refuses the record itself (too large, malformed): sending it again
     /// cannot succeed, while other records still can. Not an authorization or topic error, which
     /// concern every record and which an operator may mend. From the broker it may be a batch's

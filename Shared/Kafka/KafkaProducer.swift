@@ -192,12 +192,16 @@ final class ProducerCallbackContext: RDKafkaCallbackContext, @unchecked Sendable
 /// later requests' ones, after which the refused records, sent again, land behind them. With
 /// `enable.gapless.guarantee` it raises a fatal error instead and fails everything after the gap;
 /// the producer then starts a new librdkafka instance (a new producer id) on the next `enqueue`,
-/// and the sender decides what to send again, in its own order.
+/// and the sender decides what to send again, in its own order. A sender with records still in
+/// flight when that happens (the outbox relay) says what its next records follow
+/// (`enqueue(_:following:)`), so that they are not sent ahead of the failed ones.
 public final class KafkaProducer: Service, Sendable {
     /// The librdkafka producer in use, and the loop serving its reports.
     private struct Instance: Sendable {
         let client: RDKafkaClient
         let polling: PollLoop
+        /// Which instance this is: 1 for the first, one more for each started after a fatal error.
+        let generation: Int
     }
 
     private let instance: Mutex<Instance>
@@ -211,13 +215,13 @@ public final class KafkaProducer: Service, Sendable {
         let context = ProducerCallbackContext(logger: logger)
         var properties = configuration.librdkafkaProperties
         properties["enable.gapless.guarantee"] = properties["enable.gapless.guarantee"] ?? "true"
-        self.instance = Mutex(try Self.start(properties: properties, context: context))
+        self.instance = Mutex(try Self.start(properties: properties, context: context, generation: 1))
         self.properties = properties
         self.context = context
         self.logger = logger
     }
 
-    private static func start(properties: [String: String], context: ProducerCallbackContext) throws(KafkaError) -> Instance {
+    private static func start(properties: [String: String], context: ProducerCallbackContext, generation: Int) throws(KafkaError) -> Instance {
         let client = try RDKafkaClient(type: RD_KAFKA_PRODUCER, properties: properties, context: context) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
                 guard let message, let opaque else { return }
@@ -230,20 +234,26 @@ public final class KafkaProducer: Service, Sendable {
                 }
             }
         }
-        return Instance(client: client, polling: PollLoop(client: client, label: "fission.kafka.producer.poll"))
+        return Instance(client: client, polling: PollLoop(client: client, label: "fission.kafka.producer.poll"), generation: generation)
     }
 
     deinit {
         instance.withLock { $0.polling.stop() }
     }
 
-    /// The client to produce with: a new one when the current one has raised a fatal error (its
-    /// records still queued or in flight fail and are reported; its loop ends once they are).
-    private func usableClient() -> RDKafkaClient {
+    /// The client to produce records with that follow `earlier` ones, and its generation: a new
+    /// client when the current one has raised a fatal error and nothing is to be followed (its
+    /// records still queued or in flight fail and are reported; its loop ends once they are);
+    /// `nil` when the client `earlier` went to has been replaced since (see `behindAGap`).
+    private func client(following earlier: KafkaDeliveries?) -> (client: RDKafkaClient?, generation: Int) {
         instance.withLock { instance in
-            guard let fatal = instance.client.fatalError(), !closing.load(ordering: .acquiring) else { return instance.client }
+            if let earlier, earlier.generation != instance.generation { return (nil, earlier.generation) }
+            // With earlier records on it, a stopped client fails these at once, behind them.
+            guard earlier == nil, let fatal = instance.client.fatalError(), !closing.load(ordering: .acquiring) else {
+                return (instance.client, instance.generation)
+            }
             do {
-                let replacement = try Self.start(properties: properties, context: context)
+                let replacement = try Self.start(properties: properties, context: context, generation: instance.generation + 1)
                 logger.warning("Kafka producer stopped on a fatal error; started a new one", metadata: ["error": "\(fatal)"])
                 instance.polling.retire()
                 instance = replacement
@@ -251,7 +261,7 @@ public final class KafkaProducer: Service, Sendable {
                 // Its records fail with the fatal error, and the next enqueue tries again.
                 logger.error("Kafka producer stopped on a fatal error and could not be started again", metadata: ["error": "\(error)"])
             }
-            return instance.client
+            return (instance.client, instance.generation)
         }
     }
 
@@ -272,11 +282,19 @@ public final class KafkaProducer: Service, Sendable {
     /// their acknowledgements to await later. Records handed over by successive calls from one
     /// task keep that order on each partition, which awaiting `send` from separate tasks would
     /// not promise: keep several batches in flight this way.
-    public func enqueue(_ messages: [KafkaOutgoingMessage]) async -> KafkaDeliveries {
-        guard !messages.isEmpty else { return KafkaDeliveries(batch: nil) }
+    ///
+    /// `following`: records handed over earlier that these must not overtake. If the producer
+    /// has started a new instance since (after a fatal error: see the type's documentation),
+    /// these fail at once with `KafkaError.behindAGap` instead of being sent.
+    public func enqueue(_ messages: [KafkaOutgoingMessage], following earlier: KafkaDeliveries? = nil) async -> KafkaDeliveries {
+        let (client, generation) = client(following: earlier)
+        guard !messages.isEmpty else { return KafkaDeliveries(batch: nil, generation: generation) }
         let batch = ProducerCallbackContext.BatchWaiter(messages)
         let firstTag = context.register(batch)
-        let client = usableClient()
+        guard let client else {
+            for index in messages.indices { context.complete(firstTag + index, .failure(.behindAGap)) }
+            return KafkaDeliveries(batch: batch, generation: generation)
+        }
         var next = 0
         while next < messages.count {
             next = messages.withUnsafeBufferPointer { produce($0, from: next, firstTag: firstTag, on: client) }
@@ -291,7 +309,7 @@ public final class KafkaProducer: Service, Sendable {
             // Give the broker time to drain it.
             try? await Task.sleep(for: .milliseconds(2))
         }
-        return KafkaDeliveries(batch: batch)
+        return KafkaDeliveries(batch: batch, generation: generation)
     }
 
     /// Hands records to librdkafka from `start` until its local queue is full; where it stopped.
@@ -436,6 +454,8 @@ extension KafkaProducer {
 /// The acknowledgements of records already handed to librdkafka (`KafkaProducer.enqueue`).
 public struct KafkaDeliveries: Sendable {
     let batch: ProducerCallbackContext.BatchWaiter?
+    /// The producer instance the records went to (or, refused `behindAGap`, would have followed).
+    let generation: Int
 
     /// Whether every record has been reported: `outcomes()` would return at once.
     public var isReported: Bool { batch?.isReported ?? true }

@@ -99,6 +99,37 @@ struct BrokerTests {
         #expect(values == ["0", "after-1", "after-2"])
     }
 
+    /// Records that must follow earlier ones are not sent by a producer started again since
+    /// those went out: they would overtake them when the sender sends them again.
+    @Test func recordsFollowingOnesBeforeARestartAreNotSentAheadOfThem() async throws {
+        let broker = try privateBroker()
+        try broker.createTopic("gap", partitions: 1)
+        let producer = try await warmProducer(broker, topic: "gap", messageTimeoutMilliseconds: 0)
+        broker.injectRequestErrors(apiKey: 0, errorCodes: [10])  // Produce: MESSAGE_TOO_LARGE, once
+        let refused = await producer.enqueue(messages(topic: "gap", count: 1, keys: 1))
+        #expect(try #require(await refused.outcomes().first).failureError?.rejectsRecord == true)
+        // Another sender, following nothing, starts the producer again and is delivered.
+        let other = await producer.enqueue(messages(topic: "gap", count: 1, keys: 1, from: 1))
+        #expect(try #require(await other.outcomes().first).failureError == nil)
+        // A sender whose earlier records went to the stopped producer: these wait for them.
+        let behind = await producer.enqueue(messages(topic: "gap", count: 2, keys: 1, from: 2), following: refused)
+        #expect(await behind.outcomes().map(\.failureError) == [.behindAGap, .behindAGap])
+        let behindThose = await producer.enqueue(messages(topic: "gap", count: 1, keys: 1, from: 4), following: behind)
+        #expect(await behindThose.outcomes().map(\.failureError) == [.behindAGap])
+        let afterOther = await producer.enqueue(messages(topic: "gap", count: 1, keys: 1, from: 5), following: other)
+        #expect(try #require(await afterOther.outcomes().first).failureError == nil)
+        await producer.shutdown()
+
+        let consumer = try KafkaConsumer(
+            configuration: .local(bootstrapServers: broker.bootstrapServers, groupID: "g", topics: ["gap"]))
+        var values: [String] = []
+        for try await message in consumer.messages {
+            values.append(String(decoding: message.value, as: UTF8.self))
+            if values.count == 3 { break }
+        }
+        #expect(values == ["0", "m-1", "m-5"])
+    }
+
     /// A producer that never times records out: a cancelled sender still gets the reports that
     /// come within the grace (a normal stop loses none), and stops waiting on a broker that is down.
     @Test func aCancelledSenderGetsTheReportsOfTheGraceAndThenStopsWaiting() async throws {
@@ -274,5 +305,12 @@ struct BrokerTests {
             }
             #expect(clock.now - started < .seconds(30))
         }
+    }
+}
+
+extension Result where Failure == KafkaError {
+    var failureError: KafkaError? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }

@@ -24,8 +24,9 @@ import Synchronization
 ///   record judged alone is dead-lettered: one the client refused before sending it, or one the
 ///   broker refused when sent by itself. The broker refuses a whole batch for one record (or for
 ///   the batch's own size), so a refusal in a batch only makes the relay send that row alone first.
-///   The producer fails every record after such a refusal (see `KafkaProducer`): none of a later
-///   row reaches a partition ahead of the refused one, which goes first when sent again.
+///   The producer fails every record after such a refusal (see `KafkaProducer`), and batches
+///   read meanwhile follow those in flight: none of a later row reaches a partition ahead of the
+///   refused one, which goes first when sent again.
 ///
 /// The rows are read as "unpublished, by id" (never "id above the last one seen"), so a row
 /// whose transaction committed after a higher id is not skipped; it is published on the next pass.
@@ -195,8 +196,10 @@ public final class OutboxRelay: Service, Sendable {
                         messages.append(try Self.message(from: row))
                     }
                     // Handed to the producer here, in read order, so a key's events reach their
-                    // partition in id order whichever batch is acknowledged first.
-                    let deliveries = await producer.enqueue(messages)
+                    // partition in id order whichever batch is acknowledged first. Behind the
+                    // batches in flight: if the producer stopped on a gap among them and started
+                    // again, these fail rather than overtake their rows, which go again first.
+                    let deliveries = await producer.enqueue(messages, following: inFlight.last?.deliveries)
                     deliveries.whenReported { [wake] in wake.signal() }
                     inFlight.append((ids, deliveries))
                 }
