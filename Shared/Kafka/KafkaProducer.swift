@@ -29,6 +29,8 @@ public struct KafkaProducerConfiguration: Sendable {
             // No duplicates or reordering from the producer's own retries, every replica acks.
             "enable.idempotence": "true",
             "acks": "all",
+            // Nothing delivered past a request refused for good (see `KafkaProducer`).
+            "enable.gapless.guarantee": "true",
             "linger.ms": String(lingerMilliseconds),
             "batch.num.messages": String(batchMaxMessages),
             "message.timeout.ms": String(messageTimeoutMilliseconds),
@@ -213,8 +215,7 @@ public final class KafkaProducer: Service, Sendable {
 
     public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "fission.kafka.producer")) throws {
         let context = ProducerCallbackContext(logger: logger)
-        var properties = configuration.librdkafkaProperties
-        properties["enable.gapless.guarantee"] = properties["enable.gapless.guarantee"] ?? "true"
+        let properties = configuration.librdkafkaProperties
         self.instance = Mutex(try Self.start(properties: properties, context: context, generation: 1))
         self.properties = properties
         self.context = context
