@@ -89,14 +89,7 @@ struct BrokerTests {
         }
         await producer.shutdown()
 
-        let consumer = try KafkaConsumer(
-            configuration: .local(bootstrapServers: broker.bootstrapServers, groupID: "g", topics: ["refused"]))
-        var values: [String] = []
-        for try await message in consumer.messages {
-            values.append(String(decoding: message.value, as: UTF8.self))
-            if values.count == 3 { break }
-        }
-        #expect(values == ["0", "after-1", "after-2"])
+        #expect(try await firstValues(3, of: "refused", on: broker.bootstrapServers) == ["0", "after-1", "after-2"])
     }
 
     /// Records that must follow earlier ones are not sent by a producer started again since
@@ -120,14 +113,7 @@ struct BrokerTests {
         #expect(try #require(await afterOther.outcomes().first).failureError == nil)
         await producer.shutdown()
 
-        let consumer = try KafkaConsumer(
-            configuration: .local(bootstrapServers: broker.bootstrapServers, groupID: "g", topics: ["gap"]))
-        var values: [String] = []
-        for try await message in consumer.messages {
-            values.append(String(decoding: message.value, as: UTF8.self))
-            if values.count == 3 { break }
-        }
-        #expect(values == ["0", "m-1", "m-5"])
+        #expect(try await firstValues(3, of: "gap", on: broker.bootstrapServers) == ["0", "m-1", "m-5"])
     }
 
     /// A producer that never times records out: a cancelled sender still gets the reports that

@@ -31,6 +31,17 @@ func startConsuming(_ consumer: KafkaConsumer, into log: ConsumerLog) -> Task<Vo
     }
 }
 
+/// The values of a topic's first `count` records, in the order a new consumer group reads them.
+func firstValues(_ count: Int, of topic: String, on bootstrapServers: String) async throws -> [String] {
+    let consumer = try KafkaConsumer(configuration: .local(bootstrapServers: bootstrapServers, groupID: "g-\(UUID())", topics: [topic]))
+    var values: [String] = []
+    for try await message in consumer.messages {
+        values.append(String(decoding: message.value, as: UTF8.self))
+        if values.count == count { break }
+    }
+    return values
+}
+
 func messages(topic: String, count: Int, keys: Int, from start: Int = 0) -> [KafkaOutgoingMessage] {
     (start..<(start + count)).map { index in
         KafkaOutgoingMessage(
