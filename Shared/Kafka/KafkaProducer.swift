@@ -211,7 +211,8 @@ public final class KafkaProducer: Service, Sendable {
     private let context: ProducerCallbackContext
     private let closing = Atomic<Bool>(false)
     private let logger: Logger
-    var clientForChecks: RDKafkaClient { instance.withLock { $0.client } }
+    /// The instance in use now, for flushing, shutting down and readiness checks.
+    private var currentClient: RDKafkaClient { instance.withLock { $0.client } }
 
     public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "fission.kafka.producer")) throws {
         let context = ProducerCallbackContext(logger: logger)
@@ -368,7 +369,7 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Waits until everything queued is acknowledged or `timeout` passed; true when drained.
     public func flush(timeout: Duration) async -> Bool {
-        let client = clientForChecks
+        let client = currentClient
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let err = try? await onBlockingQueue(DispatchQueue.global()) { rd_kafka_flush(client.handle, milliseconds) }
         return err == RD_KAFKA_RESP_ERR_NO_ERROR
@@ -379,7 +380,7 @@ public final class KafkaProducer: Service, Sendable {
     public func shutdown(deadline: Duration = .seconds(10)) async {
         guard !closing.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if await flush(timeout: deadline) { return }
-        let client = clientForChecks
+        let client = currentClient
         let outstanding = rd_kafka_outq_len(client.handle)
         logger.warning("producer shutting down with undelivered messages; failing them", metadata: ["count": "\(outstanding)"])
         rd_kafka_purge(client.handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
@@ -441,7 +442,7 @@ private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPoi
 extension KafkaProducer {
     /// Whether a broker answers a metadata request within `timeout` (for readiness checks).
     public func isBrokerReachable(timeout: Duration = .seconds(2)) async -> Bool {
-        let client = self.clientForChecks
+        let client = self.currentClient
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         return (try? await onBlockingQueue(DispatchQueue.global()) { () -> Bool in
             var metadata: UnsafePointer<rd_kafka_metadata>? = nil
