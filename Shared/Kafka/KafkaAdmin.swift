@@ -27,11 +27,16 @@ public enum KafkaAdmin {
         logger: Logger = Logger(label: "fission.kafka.admin")
     ) async throws {
         guard !topics.isEmpty else { return }
-        let client = try RDKafkaClient(
-            type: RD_KAFKA_PRODUCER, properties: ["bootstrap.servers": bootstrapServers, "client.id": "fission-admin"],
-            context: RDKafkaCallbackContext(logger: logger))
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000)
-        try await onBlockingQueue(DispatchQueue(label: "fission.kafka.admin")) {
+        let queue = DispatchQueue(label: "fission.kafka.admin")
+        try await onBlockingQueue(queue) {
+            let client = try RDKafkaClient(
+                type: RD_KAFKA_PRODUCER, properties: ["bootstrap.servers": bootstrapServers, "client.id": "fission-admin"],
+                context: RDKafkaCallbackContext(logger: logger))
+            // Destroyed on this queue once the answer is in: `rd_kafka_destroy` waits for the
+            // client's threads (and for a request the broker never answered), which neither a
+            // cooperative thread nor the caller should.
+            defer { queue.async { withExtendedLifetime(client) {} } }
             var errorText = [CChar](repeating: 0, count: 512)
             var newTopics: [OpaquePointer?] = []
             defer {
