@@ -371,7 +371,7 @@ public final class KafkaProducer: Service, Sendable {
     public func flush(timeout: Duration) async -> Bool {
         let client = currentClient
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        let err = try? await onBlockingQueue(DispatchQueue.global()) { rd_kafka_flush(client.handle, milliseconds) }
+        let err = try? await onBlockingQueue(DispatchQueue(label: "fission.kafka.producer.flush")) { rd_kafka_flush(client.handle, milliseconds) }
         return err == RD_KAFKA_RESP_ERR_NO_ERROR
     }
 
@@ -444,7 +444,7 @@ extension KafkaProducer {
     public func isBrokerReachable(timeout: Duration = .seconds(2)) async -> Bool {
         let client = self.currentClient
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        return (try? await onBlockingQueue(DispatchQueue.global()) { () -> Bool in
+        return (try? await onBlockingQueue(DispatchQueue(label: "fission.kafka.producer.metadata")) { () -> Bool in
             var metadata: UnsafePointer<rd_kafka_metadata>? = nil
             let err = rd_kafka_metadata(client.handle, 0, nil, &metadata, milliseconds)
             if let metadata { rd_kafka_metadata_destroy(metadata) }

@@ -81,6 +81,11 @@ final class RDKafkaClient: @unchecked Sendable {
 }
 
 /// Runs blocking librdkafka calls (poll, flush, close) off Swift's cooperative threads.
+///
+/// The queue must be one of the caller's own (`DispatchQueue(label:)`), never
+/// `DispatchQueue.global()`: on Linux Swift's concurrency runs its tasks on that global queue's
+/// threads, so a call blocked there holds up every task of the process (until Dispatch adds a
+/// thread, about a second later).
 func onBlockingQueue<T: Sendable>(_ queue: DispatchQueue, _ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         queue.async { continuation.resume(with: Result { try body() }) }

@@ -30,10 +30,12 @@ public struct EphemeralPostgres: Sendable {
         return " " + extra
     }
 
-    /// Starts a cluster; blocking work runs on a Dispatch thread, not the caller's.
+    /// Starts a cluster; blocking work (`initdb`, `pg_ctl`) runs on a queue of its own, not on
+    /// `DispatchQueue.global()`, whose threads on Linux are the ones Swift's concurrency runs
+    /// every test on.
     public static func start(logger: Logger = Logger(label: "fission.testing.postgres")) async throws -> EphemeralPostgres {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
+            DispatchQueue(label: "fission.testing.postgres.start").async {
                 continuation.resume(with: Result { try startBlocking(logger: logger) })
             }
         }

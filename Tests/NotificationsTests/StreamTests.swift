@@ -12,7 +12,8 @@ import Testing
 /// Reads a server-sent-event stream over a plain socket until `done` says so (or a timeout).
 func readStream(port: Int, token: String, lastEventID: Int64?, timeout: TimeInterval = 20, done: @escaping @Sendable (String) -> Bool) async throws -> String {
     try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
+        // A queue of its own: the global queue's threads are the ones Swift's tasks run on.
+        DispatchQueue(label: "fission.tests.stream-reader").async {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
             var address = sockaddr_in()

@@ -37,10 +37,11 @@ enum BenchProcesses {
         throw ValidationError("\(service) was not ready within 60 s (see \(log))")
     }
 
-    /// SIGTERM and reap, on a Dispatch thread (it waits).
+    /// SIGTERM and reap, on a queue of its own (it waits; the global queue's threads are the
+    /// ones Swift's tasks run on).
     static func stop(_ pid: pid_t) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
+            DispatchQueue(label: "fission.bench.stop").async {
                 ChildProcess.stop(pid)
                 continuation.resume()
             }
