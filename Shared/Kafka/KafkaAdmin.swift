@@ -27,7 +27,7 @@ public enum KafkaAdmin {
         logger: Logger = Logger(label: "fission.kafka.admin")
     ) async throws {
         guard !topics.isEmpty else { return }
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000)
+        let milliseconds = timeout.librdkafkaMilliseconds
         let queue = DispatchQueue(label: "fission.kafka.admin")
         try await onBlockingQueue(queue) {
             let client = try RDKafkaClient(
@@ -61,7 +61,7 @@ public enum KafkaAdmin {
             newTopics.withUnsafeMutableBufferPointer {
                 rd_kafka_CreateTopics(client.handle, $0.baseAddress, $0.count, options, queue)
             }
-            guard let event = rd_kafka_queue_poll(queue, milliseconds + 1000) else {
+            guard let event = rd_kafka_queue_poll(queue, Int32(clamping: Int64(milliseconds) + 1000)) else {
                 throw KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, message: "CreateTopics got no answer within \(timeout)")
             }
             defer { rd_kafka_event_destroy(event) }

@@ -370,7 +370,7 @@ public final class KafkaProducer: Service, Sendable {
     /// Waits until everything queued is acknowledged or `timeout` passed; true when drained.
     public func flush(timeout: Duration) async -> Bool {
         let client = currentClient
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = timeout.librdkafkaMilliseconds
         let err = try? await onBlockingQueue(DispatchQueue(label: "fission.kafka.producer.flush")) { rd_kafka_flush(client.handle, milliseconds) }
         return err == RD_KAFKA_RESP_ERR_NO_ERROR
     }
@@ -443,7 +443,7 @@ extension KafkaProducer {
     /// Whether a broker answers a metadata request within `timeout` (for readiness checks).
     public func isBrokerReachable(timeout: Duration = .seconds(2)) async -> Bool {
         let client = self.currentClient
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = timeout.librdkafkaMilliseconds
         return (try? await onBlockingQueue(DispatchQueue(label: "fission.kafka.producer.metadata")) { () -> Bool in
             var metadata: UnsafePointer<rd_kafka_metadata>? = nil
             let err = rd_kafka_metadata(client.handle, 0, nil, &metadata, milliseconds)

@@ -80,6 +80,13 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 }
 
+extension Duration {
+    /// Whole milliseconds, as librdkafka's timeouts take them (clamped to `Int32`).
+    var librdkafkaMilliseconds: Int32 {
+        Int32(clamping: components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)
+    }
+}
+
 /// Runs blocking librdkafka calls (poll, flush, close) off Swift's cooperative threads.
 ///
 /// The queue must be one of the caller's own (`DispatchQueue(label:)`), never
