@@ -35,7 +35,7 @@ struct BrokerTests {
         #expect(outcomes.count == 20)
         // Each send either got through after the outage or failed with a retriable error once its
         // timeout passed (seen on a loaded machine): never lost without a report.
-        let delivered = outcomes.filter { if case .success = $0 { true } else { false } }.count
+        let delivered = outcomes.filter { $0.failureError == nil }.count
         #expect(outcomes.allSatisfy { outcome in
             if case .failure(let error) = outcome { return error.isRetriable }
             return true
@@ -127,7 +127,7 @@ struct BrokerTests {
         let quick = Task { await producer.enqueue(messages(topic: "patient", count: 20, keys: 2)).outcomes(cancellationGrace: .seconds(30)) }
         quick.cancel()
         let delivered = await quick.value
-        #expect(delivered.count == 20 && delivered.allSatisfy { if case .success = $0 { true } else { false } }, "\(delivered)")
+        #expect(delivered.count == 20 && delivered.allSatisfy { $0.failureError == nil }, "\(delivered)")
 
         // Broker down: nothing is reported, and the cancelled sender stops waiting after the grace.
         broker.setDown(true)
@@ -195,9 +195,7 @@ struct BrokerTests {
     @Test func shutdownFlushesMessagesInFlightWhenTheBrokerIsUp() async throws {
         let topic = try await TestKafka.shared.createTopic(partitions: 2)
         let producer = try KafkaProducer(configuration: try await TestKafka.shared.producerConfiguration())
-        func isRefused(_ outcome: Result<KafkaDeliveryReport, KafkaError>) -> Bool {
-            if case .failure(let error) = outcome { error.code == KafkaError.closed.code } else { false }
-        }
+        func isRefused(_ outcome: Result<KafkaDeliveryReport, KafkaError>) -> Bool { outcome.failureError?.code == KafkaError.closed.code }
         // Handed to librdkafka before the shutdown begins. (Not a sender racing a short sleep:
         // on a loaded machine its task sometimes had not started when the shutdown did.)
         let handedOver = await producer.enqueue(messages(topic: topic, count: 1_000, keys: 10))
@@ -208,10 +206,10 @@ struct BrokerTests {
 
         let delivered = await handedOver.outcomes()
         #expect(delivered.count == 1_000)
-        #expect(delivered.allSatisfy { if case .success = $0 { true } else { false } }, "what was handed over is flushed")
+        #expect(delivered.allSatisfy { $0.failureError == nil }, "what was handed over is flushed")
         // Each is either delivered or refused outright: nothing is unaccounted for.
         let raced = await racing.value
-        #expect(raced.filter { if case .success = $0 { true } else { isRefused($0) } }.count == 1_000)
+        #expect(raced.filter { $0.failureError == nil || isRefused($0) }.count == 1_000)
         #expect(afterwards.allSatisfy(isRefused), "refused once shut down")
     }
 
@@ -238,7 +236,7 @@ struct BrokerTests {
 
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap))
         let outcomes = await producer.send(messages(topic: "cross.process", count: 100, keys: 7))
-        #expect(outcomes.allSatisfy { if case .success = $0 { true } else { false } })
+        #expect(outcomes.allSatisfy { $0.failureError == nil })
 
         // Control commands: an outage through stdin, data kept across it.
         input.fileHandleForWriting.write(Data("down\n".utf8))
@@ -297,12 +295,5 @@ struct BrokerTests {
             }
             #expect(clock.now - started < .seconds(30))
         }
-    }
-}
-
-extension Result where Failure == KafkaError {
-    var failureError: KafkaError? {
-        if case .failure(let error) = self { return error }
-        return nil
     }
 }

@@ -14,7 +14,7 @@ struct ProducerConsumerTests {
             reports += await producer.send(Array(outgoing[chunk..<min(chunk + 1000, outgoing.count)]))
         }
         #expect(reports.count == 10_000)
-        #expect(reports.allSatisfy { if case .success = $0 { true } else { false } })
+        #expect(reports.allSatisfy { $0.failureError == nil })
         await producer.shutdown()
 
         let consumer = try KafkaConsumer(

@@ -42,6 +42,14 @@ func firstValues(_ count: Int, of topic: String, on bootstrapServers: String) as
     return values
 }
 
+extension Result where Failure == KafkaError {
+    /// The error of a failed delivery, nil for a delivered record.
+    var failureError: KafkaError? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}
+
 func messages(topic: String, count: Int, keys: Int, from start: Int = 0) -> [KafkaOutgoingMessage] {
     (start..<(start + count)).map { index in
         KafkaOutgoingMessage(
