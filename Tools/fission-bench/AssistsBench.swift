@@ -197,6 +197,9 @@ struct AssistsBench: AsyncParsableCommand {
             print(String(format: "%@: cores busy: load generator, streams and broker %.2f, assists %.2f, notifications %.2f, PostgreSQL %.2f (of %d)",
                          name as NSString, cores[0], cores[1], cores[2], cores[3], ProcessInfo.processInfo.activeProcessorCount))
         }
+        for (name, run) in [("half saturation", half), ("sustained rate", sustained)] {
+            print("\(name): help latency p50/p99 ms by second of the run: " + run.latencyBySecondSummary)
+        }
         print("half saturation: PostgreSQL's active backends, \(waits.total) samples every 50 ms: " + waits.summary)
         print(String(format: "CPU per help (spread, whole pipeline): assists %.0f µs, notifications %.0f µs, PostgreSQL (both databases) %.0f µs",
                      serviceCPU, notifierCPU, databaseCPU))

@@ -29,6 +29,14 @@ enum OpenLoop {
         /// Helps with no notification after their response was read but one between the help's
         /// due time and reading its response (the pipeline beat the response to the generator).
         var notifiedBeforeResponse: Int
+        /// Help latency by the second the helps were due in: whether the tail is spread over
+        /// the run (queueing) or gathered in a few seconds (a stall).
+        var latencyBySecond: [Percentiles]
+
+        /// `p50/p99` per second, in ms.
+        var latencyBySecondSummary: String {
+            latencyBySecond.map { String(format: "%.0f/%.0f", $0.p50, $0.p99) }.joined(separator: " ")
+        }
     }
 
     /// What the inbox streams saw: how many are open, and when notifications arrived per task.
@@ -93,8 +101,8 @@ enum OpenLoop {
 
         let interval = Duration.seconds(1 / rate)
         let start = ContinuousClock.now.advanced(by: .milliseconds(100))
-        // (task, latency in ms from when the request was due, when the response came)
-        let responses = try await withThrowingTaskGroup(of: (String, Double, ContinuousClock.Instant).self) { group in
+        // (task, latency in ms from when the request was due, when the response came, index)
+        let responses = try await withThrowingTaskGroup(of: (String, Double, ContinuousClock.Instant, Int).self) { group in
             for (index, help) in helps.enumerated() {
                 let due = start.advanced(by: interval * index)
                 try await Task.sleep(until: due, clock: .continuous)
@@ -109,7 +117,7 @@ enum OpenLoop {
                     let done = ContinuousClock.now
                     guard response.status.code == 200 else { throw Failure(description: "a help answered \(response.status.code)") }
                     let task = help.path.split(separator: "/").dropFirst().first.map(String.init) ?? ""
-                    return (task, (done - due).inMilliseconds, done)
+                    return (task, (done - due).inMilliseconds, done, index)
                 }
             }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -124,7 +132,7 @@ enum OpenLoop {
         let seen = streamed.arrivals.withLock { $0 }
         var endToEnd: [Double] = []
         var beforeResponse = 0
-        for (task, latency, done) in responses {
+        for (task, latency, done, _) in responses {
             if let arrival = seen[task]?.first(where: { $0 >= done }) {
                 endToEnd.append((arrival - done).inMilliseconds)
             } else {
@@ -132,10 +140,13 @@ enum OpenLoop {
                 if seen[task]?.contains(where: { $0 >= due && $0 < done }) == true { beforeResponse += 1 }
             }
         }
+        let perSecond = max(1, Int(rate.rounded()))
+        let bySecond = Dictionary(grouping: responses) { $0.3 / perSecond }
         try await client.shutdown()
         return Result(rate: rateAchieved, latency: Percentiles(responses.map(\.1)), endToEnd: Percentiles(endToEnd),
                       sent: responses.count, notified: endToEnd.count,
-                      notifiedBeforeResponse: beforeResponse)
+                      notifiedBeforeResponse: beforeResponse,
+                      latencyBySecond: bySecond.keys.sorted().map { Percentiles(bySecond[$0]!.map(\.1)) })
     }
 }
 
