@@ -103,14 +103,18 @@ struct AssistsBench: AsyncParsableCommand {
 
         // The reference: what the same server does with pgbench's simple-update transaction
         // (`-N`, 32 clients), measured in this run before the helps.
+        let pgbenchTicks = BenchProcesses.machineTicks()
         let reference = try await PgBench.tps(cluster, seconds: pgbenchSeconds)
+        let pgbenchStolen = BenchProcesses.stolenShare(since: pgbenchTicks)
         let spreadLines = try await helpLines(helpers) { spread[$0 % spread.count] }
         // CPU per help, by process: what a help costs the service and the database, whatever
         // else the machine is doing.
         let (serviceBefore, databaseBefore) = (BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.clusterCPUSeconds(cluster))
         let notifierBefore = BenchProcesses.cpuSeconds(pids[1])
         let spreadStarted = Date()
+        let spreadTicks = BenchProcesses.machineTicks()
         let spreadRun = try await Wrk.run(base: assists, lines: spreadLines, connections: connections, seconds: seconds)
+        let spreadStolen = BenchProcesses.stolenShare(since: spreadTicks)
         // Whether the notifications kept up inside the window or left work for after it, which
         // the CPU per help and the rate would then not count.
         let behind = try await notificationsBehind(cluster, since: spreadStarted)
@@ -140,7 +144,8 @@ struct AssistsBench: AsyncParsableCommand {
         /// An open-loop run at `rate`, spread over the same tasks, every initiator following their
         /// inbox stream; with where the notifications waited and the cores each process kept busy.
         func openLoop(at rate: Double) async throws -> (
-            OpenLoop.Result, stages: (published: OpenLoop.Percentiles, consumed: OpenLoop.Percentiles), cores: [Double], waits: BackendWaits.Tally
+            OpenLoop.Result, stages: (published: OpenLoop.Percentiles, consumed: OpenLoop.Percentiles), cores: [Double], waits: BackendWaits.Tally,
+            stolen: Double
         ) {
             try await settled()
             let lines = try await helpLines(Int(rate * Double(latencySeconds))) { spread[$0 % spread.count] }
@@ -148,11 +153,13 @@ struct AssistsBench: AsyncParsableCommand {
             let before = [BenchProcesses.cpuSeconds(getpid()), BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.cpuSeconds(pids[1]),
                           BenchProcesses.clusterCPUSeconds(cluster)]
             let histogramBefore = try await Self.helpDurations(assists)
+            let ticks = BenchProcesses.machineTicks()
             let waits = try await BackendWaits(cluster)
             let result = try await OpenLoop.run(
                 base: assists, inbox: bases["notifications"]!, helps: lines, rate: rate,
                 initiators: Dictionary(uniqueKeysWithValues: initiators.dropFirst().map { ($0.task, $0.token) }))
             let waited = await waits.stop()
+            let stolen = BenchProcesses.stolenShare(since: ticks)
             let seconds = Date().timeIntervalSince(started)
             let histogramAfter = try await Self.helpDurations(assists)
             // The service's own view (its request-duration histogram, from reading the request to
@@ -167,12 +174,12 @@ struct AssistsBench: AsyncParsableCommand {
             print(String(format: "%.0f helps/s: the assists service's own request durations: ", rate) + shares.joined(separator: ", "))
             let after = [BenchProcesses.cpuSeconds(getpid()), BenchProcesses.cpuSeconds(pids[0]), BenchProcesses.cpuSeconds(pids[1]),
                          BenchProcesses.clusterCPUSeconds(cluster)]
-            return (result, try await pipelineStages(cluster, since: started), zip(after, before).map { ($0 - $1) / seconds }, waited)
+            return (result, try await pipelineStages(cluster, since: started), zip(after, before).map { ($0 - $1) / seconds }, waited, stolen)
         }
         // Half the saturation rate, as the target is set; then a rate this machine sustains with
         // the whole pipeline (notifications, their streams and the load generator) beside it.
-        let (half, stages, cores, waits) = try await openLoop(at: latencyRate ?? spreadRun.rate / 2)
-        let (sustained, sustainedStages, sustainedCores, _) = try await openLoop(at: sustainedRate)
+        let (half, stages, cores, waits, halfStolen) = try await openLoop(at: latencyRate ?? spreadRun.rate / 2)
+        let (sustained, sustainedStages, sustainedCores, _, sustainedStolen) = try await openLoop(at: sustainedRate)
 
         print("Assists helps through HTTP (release executables), pgbench -N on the same server, same run")
         func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
@@ -200,6 +207,9 @@ struct AssistsBench: AsyncParsableCommand {
         for (name, run) in [("half saturation", half), ("sustained rate", sustained)] {
             print("\(name): help latency p50/p99 ms by second of the run: " + run.latencyBySecondSummary)
         }
+        // The hypervisor's share moves the figures more than most changes: read them with it.
+        print(String(format: "CPU time stolen by the hypervisor: pgbench %.0f%%, spread saturation %.0f%%, half saturation %.0f%%, sustained rate %.0f%%",
+                     pgbenchStolen * 100, spreadStolen * 100, halfStolen * 100, sustainedStolen * 100))
         print("half saturation: PostgreSQL's active backends, \(waits.total) samples every 50 ms: " + waits.summary)
         print(String(format: "CPU per help (spread, whole pipeline): assists %.0f µs, notifications %.0f µs, PostgreSQL (both databases) %.0f µs",
                      serviceCPU, notifierCPU, databaseCPU))
@@ -212,13 +222,15 @@ struct AssistsBench: AsyncParsableCommand {
                                           "target_ratio": 0.8, "p50_ms": spreadRun.p50, "p99_ms": spreadRun.p99,
                                           "service_cpu_us_per_help": serviceCPU, "notifications_cpu_us_per_help": notifierCPU,
                                           "database_cpu_us_per_help": databaseCPU, "notifications_behind_at_end": Double(behind.waiting),
-                                          "notifications_caught_up_s": behind.caughtUpSeconds]),
+                                          "notifications_caught_up_s": behind.caughtUpSeconds,
+                                          "stolen_percent": spreadStolen * 100, "reference_stolen_percent": pgbenchStolen * 100]),
             ("assists.hot_task_helps_per_s", ["value": hotRun.rate, "reference": spreadRun.rate, "ratio": hotRun.rate / spreadRun.rate,
                                               "target_ratio": 0.5, "p50_ms": hotRun.p50, "p99_ms": hotRun.p99]),
             ("assists.sustained_latency", ["rate": sustained.rate, "p50_ms": sustained.latency.p50, "p99_ms": sustained.latency.p99,
                                            "help_to_inbox_p50_ms": sustained.endToEnd.p50, "help_to_inbox_p99_ms": sustained.endToEnd.p99,
-                                           "busy_cores": sustainedCores.reduce(0, +)]),
-            ("assists.half_saturation_latency", ["rate": half.rate, "p50_ms": half.latency.p50, "p99_ms": half.latency.p99, "target_p99_ms": 25]),
+                                           "busy_cores": sustainedCores.reduce(0, +), "stolen_percent": sustainedStolen * 100]),
+            ("assists.half_saturation_latency", ["rate": half.rate, "p50_ms": half.latency.p50, "p99_ms": half.latency.p99, "target_p99_ms": 25,
+                                                 "stolen_percent": halfStolen * 100]),
             ("assists.help_to_inbox_latency", ["rate": half.rate, "p50_ms": half.endToEnd.p50, "p99_ms": half.endToEnd.p99,
                                                "target_p99_ms": 250, "seen": Double(half.notified), "sent": Double(half.sent),
                                                "relay_acked_p50_ms": stages.published.p50, "relay_acked_p99_ms": stages.published.p99,

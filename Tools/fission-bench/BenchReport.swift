@@ -47,6 +47,14 @@ struct BenchReport: ParsableCommand {
                  reference: nil, target: .none),
             Line(figure: "help p99 at the sustained rate", key: "assists.sustained_latency", value: "p99_ms", unit: "ms",
                  reference: nil, target: .none),
+            // What the hypervisor took while each was measured: it moves rates and latencies
+            // more than most changes do.
+            Line(figure: "CPU stolen during pgbench -N", key: "assists.helps_vs_pgbench", value: "reference_stolen_percent",
+                 unit: "%", reference: nil, target: .none),
+            Line(figure: "CPU stolen during spread saturation", key: "assists.helps_vs_pgbench", value: "stolen_percent",
+                 unit: "%", reference: nil, target: .none),
+            Line(figure: "CPU stolen at half saturation", key: "assists.half_saturation_latency", value: "stolen_percent",
+                 unit: "%", reference: nil, target: .none),
             Line(figure: "PostgreSQL backends waiting on a lock", key: "assists.half_saturation_backends", value: "lock_wait_percent",
                  unit: "% of samples", reference: nil, target: .none),
             Line(figure: "help → stream p99 at the sustained rate", key: "assists.sustained_latency", value: "help_to_inbox_p99_ms", unit: "ms",
