@@ -246,7 +246,7 @@ struct BrokerTests {
         let addressFile = FileManager.default.temporaryDirectory.appendingPathComponent("broker-\(UUID()).addr")
         let process = Process()
         process.executableURL = command
-        process.arguments = ["--address-file", addressFile.path, "--topic", "cross.process:3"]
+        process.arguments = ["--address-file", addressFile.path, "--topic", "cross.process:3", "--exit-when-input-closes"]
         let input = Pipe()
         let output = Pipe()
         process.standardInput = input
@@ -288,22 +288,41 @@ struct BrokerTests {
 
         input.fileHandleForWriting.write(Data("quit\n".utf8))
         #expect(await lines.next() == "ok quit")
-        // Not `waitUntilExit`: it spins on a run loop, holding a cooperative thread, and was seen
-        // never returning (a test run stuck for 15 minutes at 1.5 cores). Polled with a deadline,
-        // reaping the child here if Foundation's own reaper has not.
+        #expect(try await exitStatus(of: process) == 0, "the broker should exit cleanly after quit")
+    }
+
+    /// A test (or `fission dev`) that dies closes the broker's stdin: the broker goes with it
+    /// rather than outlive it (one was found still running after a killed test run).
+    @Test func theBrokerCommandStopsWhenItsControllingInputCloses() async throws {
+        let process = Process()
+        process.executableURL = try builtProduct("fission-broker")
+        process.arguments = ["--no-default-topics", "--exit-when-input-closes"]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        #expect(await LineReader(output.fileHandleForReading).next()?.hasPrefix("bootstrap ") == true)
+        try input.fileHandleForWriting.close()
+        #expect(try await exitStatus(of: process) == 0)
+    }
+
+    /// The exit status of `process` once it exits, nil if it is still running after 30 s.
+    /// Not `waitUntilExit`: it spins on a run loop, holding a cooperative thread, and was seen
+    /// never returning (a test run stuck for 15 minutes at 1.5 cores). Polled with a deadline,
+    /// reaping the child here if Foundation's own reaper has not.
+    func exitStatus(of process: Process) async throws -> Int32? {
         var status: Int32 = 0
-        var exitStatus: Int32?
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-        while exitStatus == nil, ContinuousClock.now < deadline {
-            if !process.isRunning {
-                exitStatus = process.terminationStatus
-            } else if waitpid(process.processIdentifier, &status, WNOHANG) == process.processIdentifier {
-                exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            } else {
-                try await Task.sleep(for: .milliseconds(20))
+        while ContinuousClock.now < deadline {
+            if !process.isRunning { return process.terminationStatus }
+            if waitpid(process.processIdentifier, &status, WNOHANG) == process.processIdentifier {
+                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
             }
+            try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(exitStatus == 0, "the broker should exit cleanly after quit")
+        return nil
     }
 
     @Test func topicAdministrationIsIdempotentOnRealClustersAndRefusedClearlyByTheLocalBroker() async throws {

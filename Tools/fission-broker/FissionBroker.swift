@@ -16,7 +16,8 @@ import Logging
 ///     topic <name> <partitions>     create another topic
 ///     quit                          stop
 ///
-/// Each command is answered with `ok ...` or `error: ...`. SIGINT/SIGTERM stop it.
+/// Each command is answered with `ok ...` or `error: ...`. SIGINT/SIGTERM stop it, and so does
+/// the end of stdin with `--exit-when-input-closes`.
 @main
 struct FissionBroker: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,6 +35,9 @@ struct FissionBroker: ParsableCommand {
 
     @Flag(help: "Do not create Fission's own topics.")
     var noDefaultTopics = false
+
+    @Flag(help: "Stop when standard input closes: the parent that controls it is gone.")
+    var exitWhenInputCloses = false
 
     func run() throws {
         var logger = Logger(label: "fission.broker")
@@ -74,7 +78,9 @@ struct FissionBroker: ParsableCommand {
                     if reply == "ok quit" { Foundation.exit(0) }
                 }
             }
-            // stdin closed: keep serving until a signal (started with </dev/null as a daemon).
+            // stdin closed: a controlling parent that died takes its broker with it; otherwise
+            // keep serving until a signal (started with </dev/null as a daemon).
+            if exitWhenInputCloses { DispatchQueue.main.async { Foundation.exit(0) } }
         }
         withExtendedLifetime((broker, signals)) { dispatchMain() }
     }

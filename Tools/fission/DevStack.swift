@@ -139,7 +139,7 @@ final class LocalStack: @unchecked Sendable {
             let addressFile = "\(logDirectory)/broker.addr"
             try? FileManager.default.removeItem(atPath: addressFile)
             let (pid, control) = try ChildProcess.startWithControl(
-                binaries.appendingPathComponent("fission-broker").path, ["--address-file", addressFile], environment: [:],
+                binaries.appendingPathComponent("fission-broker").path, ["--address-file", addressFile, "--exit-when-input-closes"], environment: [:],
                 logPath: "\(logDirectory)/broker.log")
             brokerControl = control
             processes.withLock { running.append(("fission-broker", pid)) }
