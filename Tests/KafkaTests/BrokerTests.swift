@@ -1,7 +1,6 @@
 import Foundation
 import FissionTesting
 import Kafka
-import Synchronization
 import Testing
 
 @Suite("Local broker, outages and shutdown")
@@ -51,33 +50,6 @@ struct BrokerTests {
             if values.count == delivered + 1 { break }
         }
         #expect(values.count == delivered + 1, "what was reported delivered is on the broker")
-    }
-
-    /// librdkafka's mock binds a broker's port again as it goes down and aborts the process if
-    /// another socket got the port in between (`infra/local/mock-broker-race.py` shows it in
-    /// seconds with a narrowed port range). Here ports are bound meanwhile as tests do, and the
-    /// broker, taken down and up again, still delivers.
-    @Test func outagesWhileOtherSocketsBindPortsLeaveTheBrokerServing() async throws {
-        let broker = try privateBroker()
-        try broker.createTopic("flapping", partitions: 1)
-        let binding = Atomic(true)
-        let binder = DispatchQueue(label: "port-binder")
-        binder.async { while binding.load(ordering: .relaxed) { _ = try? freeTCPPort() } }
-        // Few rounds, on a queue of their own: the mock sometimes takes a second to act on a
-        // command (its poll misses the wake-up), with or without the held connection, and a
-        // cooperative thread must not wait that out.
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            DispatchQueue(label: "flapping").async {
-                for _ in 0..<20 {
-                    broker.setDown(true)
-                    broker.setDown(false)
-                }
-                binding.store(false, ordering: .relaxed)
-                done.resume()
-            }
-        }
-        let producer = try await warmProducer(broker, topic: "flapping", messageTimeoutMilliseconds: 30_000)
-        await producer.shutdown()
     }
 
     @Test func sendsFailWithARetriableErrorWhenTheOutageOutlastsTheMessageTimeout() async throws {
@@ -292,20 +264,28 @@ struct BrokerTests {
     }
 
     /// A test (or `fission dev`) that dies closes the broker's stdin: the broker goes with it
-    /// rather than outlive it (one was found still running after a killed test run).
+    /// rather than outlive it (one was found still running after a killed test run). Its stdin
+    /// is the harness's close-on-exec control socket: a pipe's end, inherited by a child another
+    /// test spawns meanwhile, would keep the input open (seen: 30 s without an end of input).
     @Test func theBrokerCommandStopsWhenItsControllingInputCloses() async throws {
-        let process = Process()
-        process.executableURL = try builtProduct("fission-broker")
-        process.arguments = ["--no-default-topics", "--exit-when-input-closes"]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
-        #expect(await LineReader(output.fileHandleForReading).next()?.hasPrefix("bootstrap ") == true)
-        try input.fileHandleForWriting.close()
-        #expect(try await exitStatus(of: process) == 0)
+        let addressFile = FileManager.default.temporaryDirectory.appendingPathComponent("broker-\(UUID()).addr")
+        let (pid, control) = try ChildProcess.startWithControl(
+            try builtProduct("fission-broker").path, ["--no-default-topics", "--exit-when-input-closes", "--address-file", addressFile.path],
+            environment: [:], logPath: "/dev/null")
+        defer {
+            if ChildProcess.isRunning(pid) { kill(pid, SIGKILL) }
+            try? FileManager.default.removeItem(at: addressFile)
+        }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while (try? String(contentsOf: addressFile, encoding: .utf8)) == nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(ChildProcess.isRunning(pid), "serving while its input is open")
+        close(control)
+        while ChildProcess.isRunning(pid), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(!ChildProcess.isRunning(pid), "stopped once its input closed")
     }
 
     /// The exit status of `process` once it exits, nil if it is still running after 30 s.
