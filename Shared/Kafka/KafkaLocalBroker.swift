@@ -1,5 +1,4 @@
 import CRdKafka
-import Glibc
 import Logging
 import Synchronization
 
@@ -47,13 +46,6 @@ public final class KafkaLocalBroker: @unchecked Sendable {
     /// Topic data survives.
     public func setDown(_ down: Bool) {
         lock.withLock { _ in
-            // librdkafka 2.0.2 takes a mock broker down by closing its listener and binding the
-            // same port again at once, and aborts the process if that bind fails. In between, any
-            // socket here bound to port 0 (a test's HTTP server, another mock) may be given that
-            // port. A connection the broker has accepted keeps the port's binding alive through
-            // the gap: the kernel hands out no port that is still bound.
-            let holds = down ? brokerAddresses.compactMap(Self.acceptedConnection(to:)) : []
-            defer { holds.forEach { _ = close($0) } }
             for broker in 1...brokerCount {
                 if down {
                     rd_kafka_mock_broker_set_down(cluster, broker)
@@ -62,43 +54,6 @@ public final class KafkaLocalBroker: @unchecked Sendable {
                 }
             }
         }
-    }
-
-    /// Each broker's `host:port`, from the bootstrap list.
-    private var brokerAddresses: [(host: String, port: UInt16)] {
-        bootstrapServers.split(separator: ",").compactMap { address in
-            guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...])
-            else { return nil }
-            return (String(address[..<colon]), port)
-        }
-    }
-
-    /// A socket connected to the broker at `address` once the broker has answered an
-    /// ApiVersions request on it, so it has surely accepted the connection; nil when it cannot
-    /// be had (a broker already down holds its port itself). Loopback, bounded by 2 s.
-    private static func acceptedConnection(to address: (host: String, port: UInt16)) -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var peer = sockaddr_in()
-        peer.sin_family = sa_family_t(AF_INET)
-        peer.sin_port = address.port.bigEndian
-        peer.sin_addr.s_addr = inet_addr(address.host)
-        let connected = withUnsafePointer(to: &peer) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        // Size 10, ApiVersions (key 18) v0, correlation id 1, null client id.
-        let request: [UInt8] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xFF, 0xFF]
-        var answer = [UInt8](repeating: 0, count: 4)
-        guard connected == 0, send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count,
-              recv(fd, &answer, answer.count, Int32(MSG_WAITALL)) == answer.count
-        else {
-            close(fd)
-            return nil
-        }
-        return fd
     }
 
     /// Adds this much round-trip time to every broker's responses.
