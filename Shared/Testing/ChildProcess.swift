@@ -1,4 +1,5 @@
 import Foundation
+import Kafka
 
 /// Runs helper programs (`initdb`, `pg_ctl`, the watchdog) with posix_spawn and waitpid.
 ///
@@ -195,6 +196,11 @@ public enum ChildProcess {
         } else {
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
+        // The child keeps only its three standard descriptors: librdkafka accepts a local
+        // broker's connections without close-on-exec, and a server started from a test process
+        // (PostgreSQL, a service) would otherwise hold them open for its whole life. Closed
+        // before `exec`, so also gone by the time `posix_spawn` returns (see `spawningChild`).
+        if let closeFrom = addCloseFrom { _ = closeFrom(&actions, 3) }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -218,13 +224,21 @@ public enum ChildProcess {
         if let environment {
             let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
             defer { envp.forEach { free($0) } }
-            result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+            result = KafkaLocalBroker.spawningChild { posix_spawn(&pid, executable, &actions, &attributes, argv, envp) }
         } else {
-            result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+            result = KafkaLocalBroker.spawningChild { posix_spawn(&pid, executable, &actions, &attributes, argv, environ) }
         }
         guard result == 0 else {
             throw Failure(description: "cannot start \(executable): \(String(cString: strerror(result)))")
         }
         return pid
     }
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Glibc does not
+    /// export to Swift; nil on an older C library.
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        // RTLD_DEFAULT: the symbol wherever the process has it.
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
 }

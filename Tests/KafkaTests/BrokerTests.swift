@@ -1,6 +1,7 @@
 import Foundation
 import FissionTesting
 import Kafka
+import Synchronization
 import Testing
 
 @Suite("Local broker, outages and shutdown")
@@ -223,7 +224,7 @@ struct BrokerTests {
         let output = Pipe()
         process.standardInput = input
         process.standardOutput = output
-        try process.run()
+        try KafkaLocalBroker.spawningChild { try process.run() }
         defer {
             if process.isRunning { process.terminate() }
             try? FileManager.default.removeItem(at: addressFile)
@@ -295,5 +296,38 @@ struct BrokerTests {
             }
             #expect(clock.now - started < .seconds(30))
         }
+    }
+
+    /// librdkafka takes a local broker down by closing its listener and binding its port again at
+    /// once, and aborts the process when that bind fails; a child between spawn and `exec` holds
+    /// a copy of the listener and makes it fail. Unguarded, this aborted at the first or second
+    /// down; `KafkaLocalBroker.spawningChild` keeps downs and spawns apart.
+    @Test func aBrokerGoesDownAndUpWhileChildrenAreSpawnedWithoutAbortingTheProcess() async throws {
+        let broker = try privateBroker()
+        try broker.createTopic("flapped", partitions: 1)
+        let stop = Atomic<Bool>(false)
+        let spawned = Atomic<Int>(0)
+        // Threads, not tasks: `ChildProcess.run` blocks in waitpid.
+        let spawners = (0..<2).map { _ in
+            Thread {
+                while !stop.load(ordering: .relaxed) {
+                    if (try? ChildProcess.run("/bin/true", [])) != nil { spawned.add(1, ordering: .relaxed) }
+                    usleep(1_000)
+                }
+            }
+        }
+        spawners.forEach { $0.start() }
+        // Downs wait for spawns and spawns for downs: on a busy machine the spawners may start
+        // late, so the flapping goes on until some children have been spawned among the downs.
+        var downs = 0
+        while downs < 6 || (spawned.load(ordering: .relaxed) < 10 && downs < 100) {
+            broker.setDown(true)
+            broker.setDown(false)
+            downs += 1
+        }
+        stop.store(true, ordering: .relaxed)
+        #expect(spawned.load(ordering: .relaxed) > 0)
+        let producer = try await warmProducer(broker, topic: "flapped", messageTimeoutMilliseconds: 30_000)
+        await producer.shutdown()
     }
 }
