@@ -3,9 +3,12 @@
 
 librdkafka 2.0.2 takes a mock broker down by closing its listener and binding the same port
 again at once; if another socket was given the port in between, it aborts the whole process
-("Failed to-create mock broker listener"). Holding a connection the broker has accepted
-across the down keeps the port bound and stops it here, but not inside the test process, so
-KafkaLocalBroker does not do it (see the README, "The local Kafka broker").
+("Failed to-create mock broker listener"). This provokes one way to it: another process given
+the port in between. Holding a connection the broker has accepted across the down keeps the
+port bound and stops that way, but it needs a port range narrowed to a few ports to be seen, so
+KafkaLocalBroker does not do it. The abort the test process met was the other way, a child
+spawned meanwhile holding the listener; `KafkaLocalBroker.spawningChild` closes it (see the
+README, "The local Kafka broker").
 
 This narrows the machine's ephemeral port range (needs root; restored on exit), starts
 fission-broker, binds port-0 sockets from four threads as tests' servers do, and cycles the
